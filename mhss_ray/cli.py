@@ -1,0 +1,68 @@
+"""Command-line entry points. Thin: parse, call, report; user mistakes exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _run_cli(prog: str, body, argv) -> int:
+    try:
+        return body(argv) or 0
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(argv) -> int:
+    parser = argparse.ArgumentParser(prog="mhss-train", description="Train one configuration in-process (no Ray).")
+    parser.add_argument("--config", help="run config YAML (a search-space file's base config works too)")
+    parser.add_argument("--out", help="output folder (default: runs/<config name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. method.name=asl-clean")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    args = parser.parse_args(argv)
+
+    # Heavy imports after argument parsing, so --help and usage errors are instant.
+    from .config import load_run_config
+    from .train.loop import Trainer
+    from .train.run_folder import RunFolder
+
+    if args.resume:
+        if not args.out:
+            raise UserError("--resume needs --out, the folder of the run to continue")
+        if args.config or args.overrides:
+            raise UserError("--resume continues a run with the config saved in its folder; drop --config and --set")
+        folder = RunFolder(args.out)
+        cfg, state = folder.open_for_resume()
+        trainer = Trainer(cfg)
+        if state is None:
+            print(f"resuming {folder.path}: it stopped before its first checkpoint, starting at epoch 1", flush=True)
+        else:
+            trainer.load_state_dict(state)
+            print(f"resuming {folder.path} after epoch {state['epoch'] + 1}", flush=True)
+    else:
+        if not args.config:
+            raise UserError("--config FILE is required (e.g. --config search_spaces/demo.yaml)")
+        cfg = load_run_config(args.config, args.overrides)
+        folder = RunFolder(args.out or Path("runs") / Path(args.config).stem)
+        trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
+        folder.create(cfg, overwrite=args.overwrite)
+    trainer.run(folder.report, log=lambda line: print(line, flush=True))
+    summary = folder.write_summary(cfg, trainer.data.class_names)
+    print(
+        f"done: test mAP {summary['test_mAP_final']:.2f} (last-3 mean {summary['test_mAP_last3_mean']:.2f}, "
+        f"at best val {summary['test_mAP_at_best_val']:.2f}); wrote {folder.path}/metrics.jsonl, summary.md, checkpoint/",
+        flush=True,
+    )
+    return 0
+
+
+def train_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-train", _train, argv))

@@ -1,0 +1,288 @@
+"""The run config: one typed description of a training run, loaded from YAML and validated.
+
+Every section is a dataclass; `from_dict` walks the YAML mapping against the dataclass fields and
+rejects unknown keys, wrong types and out-of-range values with the YAML key path in the message
+(`method.alpha: expected a number in [0, 2], got 'abc'`). The same code serves `mhss-train`,
+`mhss-tune` (whose space files are a run config plus `search:` and `tune:` blocks) and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import UserError
+
+# Top-level blocks of a search-space file that belong to mhss-tune, not to the run config.
+STUDY_BLOCKS = ("search", "tune")
+
+
+def num(default: Any, lo: float | None = None, hi: float | None = None):
+    """A numeric field with an inclusive range, checked on load."""
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
+@dataclass
+class DataConfig:
+    name: Literal["digits-mosaic"] = "digits-mosaic"
+    root: Optional[str] = None  # dataset folder (not used by the built-in digits-mosaic)
+    image_size: int = num(32, 8, 4096)  # side of the network input, pixels
+    batch_size: int = num(64, 1, 65536)
+    num_workers: int = num(0, 0, 256)  # DataLoader worker processes
+    # digits-mosaic
+    grid: int = num(2, 1, 8)  # g: mosaics are g x g tiles of 8x8 digits
+    n_train: int = num(4000, 1, 10_000_000)
+    n_val: int = num(500, 1, 10_000_000)
+    n_test: int = num(1000, 1, 10_000_000)
+    base_split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])  # of the 1,797 digits
+    blank_prob: float = num(0.25, 0.0, 0.95)  # chance that a tile is empty
+    zipf_exponent: float = num(1.0, 0.0, 5.0)  # class prior p_c ~ 1 / (c + 1)^s
+
+
+@dataclass
+class NoiseConfig:
+    mode: Literal["none", "naive"] = "none"
+    rate: float = num(0.2, 0.0, 1.0)  # epsilon of the naive injector
+    seed: Optional[int] = None  # defaults to the run seed
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"  # any timm model name
+    pretrained_path: Optional[str] = None  # local checkpoint file (no hub download)
+    drop_rate: float = num(0.0, 0.0, 1.0)
+    ema: bool = False
+    ema_decay: float = num(0.999, 0.0, 1.0)
+
+
+@dataclass
+class LossConfig:
+    """Asymmetric Loss, METHODS.md section 1."""
+
+    gamma_neg: float = num(4.0, 0.0, 10.0)
+    gamma_pos: float = num(0.0, 0.0, 10.0)
+    clip: float = num(0.05, 0.0, 1.0)
+
+
+@dataclass
+class MethodConfig:
+    name: Literal["asl", "asl-clean"] = "asl"
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = num(1e-3, 1e-8, 10.0)
+    weight_decay: float = num(1e-4, 0.0, 1.0)
+    scheduler: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    pct_start: float = num(0.2, 0.0, 1.0)  # OneCycle warm-up share (ASL's recipe)
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = num(20, 1, 100_000)
+
+
+@dataclass
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"  # bf16 autocast; auto = on with a GPU
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto = on (faster on GPUs and on CPU convs)
+    threads: Optional[int] = num(None, 1, 1024)  # torch intra-op threads; None = torch's default
+
+
+@dataclass
+class RunConfig:
+    seed: int = num(0, 0, 2**31 - 1)
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _range_text(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f" in [{_fmt(lo)}, {_fmt(hi)}]"
+    if lo is not None:
+        return f" >= {_fmt(lo)}"
+    if hi is not None:
+        return f" <= {_fmt(hi)}"
+    return ""
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _is_optional(tp) -> tuple[bool, Any]:
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _number(value: Any, kind: type, meta: dict, path: str):
+    lo, hi = meta.get("range", (None, None))
+    noun = "an integer" if kind is int else "a number"
+    expected = f"{path}: expected {noun}{_range_text(lo, hi)}, got {_show(value)}"
+    if isinstance(value, bool):
+        raise UserError(expected)
+    if isinstance(value, str) and kind is float:
+        # PyYAML reads 1e-3 (no dot) as a string; accept what float() reads.
+        try:
+            value = float(value)
+        except ValueError:
+            raise UserError(expected) from None
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise UserError(expected)
+    else:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(expected)
+        value = float(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise UserError(expected)
+    return value
+
+
+def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
+    optional, tp = _is_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        if dataclasses.is_dataclass(tp):
+            raise UserError(f"{path}: expected a mapping, got null")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise UserError(f"{path}: expected one of {', '.join(map(str, choices))}, got {_show(value)}")
+        return value
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{path}: expected a list, got {_show(value)}")
+        return [_coerce(v, item_tp, meta, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{path}: expected true or false, got {_show(value)}")
+        return value
+    if tp in (int, float):
+        return _number(value, tp, meta, path)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise UserError(f"{path}: expected a non-empty string, got {_show(value)}")
+        return value
+    raise TypeError(f"config field {path} has an unsupported type {tp!r}")  # a bug, not a user error
+
+
+def from_dict(cls: type, data: Any, path: str = ""):
+    """Build dataclass `cls` from a YAML mapping, naming the key path of the first bad value."""
+    if not isinstance(data, dict):
+        raise UserError(f"{path or 'config'}: expected a mapping, got {_show(data)}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise UserError(f"{_join(path, key)}: unknown key (known keys: {', '.join(known)})")
+    hints = get_type_hints(cls)
+    kwargs = {name: _coerce(data[name], hints[name], f.metadata, _join(path, name)) for name, f in known.items() if name in data}
+    obj = cls(**kwargs)
+    _check_consistency(obj, path)
+    return obj
+
+
+def _check_consistency(obj: Any, path: str) -> None:
+    """Rules that span several keys of one section."""
+    if isinstance(obj, DataConfig):
+        split = obj.base_split
+        if len(split) != 3 or any(s <= 0 for s in split) or abs(sum(split) - 1) > 1e-6:
+            raise UserError(f"{_join(path, 'base_split')}: expected three positive fractions that sum to 1, got {_show(split)}")
+
+
+# ----------------------------------------------------------------------------- files and overrides
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with safe_load; every failure is a one-line UserError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {_show(data)}")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `key.path=value` strings (values parsed as YAML) to a nested mapping, in place."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {item}: expected key=value, e.g. method.alpha=0.5")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run config (or the base run config of a search-space file) with `--set` overrides."""
+    data = read_yaml(path)
+    base = {k: v for k, v in data.items() if k not in STUDY_BLOCKS}
+    apply_overrides(base, overrides or [])
+    try:
+        return from_dict(RunConfig, base)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

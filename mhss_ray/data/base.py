@@ -1,0 +1,51 @@
+"""What every dataset loader returns: image datasets that yield (image, index) and label arrays.
+
+Labels live beside the images, not inside them, so that the trainer can hold the observed (noisy,
+later corrected) labels of the training split while the clean ones stay untouched for metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class Split:
+    images: Dataset  # item i -> (float image tensor C x H x W, i)
+    labels: np.ndarray  # N x C uint8, the clean labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataBundle:
+    name: str
+    class_names: list[str]
+    in_chans: int
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class InMemoryImages(Dataset):
+    """Small datasets built in memory (uint8 N x C x H x W), normalised per item."""
+
+    def __init__(self, images: torch.Tensor, mean: float, std: float):
+        self.images = images
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x, index

@@ -1,0 +1,33 @@
+"""Checkpoints: one file holding everything a resumed run needs, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def save_checkpoint(folder: str | Path, state: dict) -> Path:
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint.pt behind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CHECKPOINT_FILE
+    tmp = folder / (CHECKPOINT_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(folder: str | Path) -> dict:
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file: say which file, not a traceback
+        raise UserError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None

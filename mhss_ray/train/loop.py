@@ -1,0 +1,236 @@
+"""The training loop: one or two timm networks, a noisy-label method, ASL. No Ray import here.
+
+`fit(cfg, report)` trains one configuration and calls `report(metrics, checkpoint_dir)` once per
+epoch; the plain CLI passes a function that writes an output folder, Ray passes one that calls
+`ray.train.report`. A run resumes from any checkpoint it wrote (networks, EMA, optimiser, scheduler,
+RNG, method state, epoch) and then continues exactly as an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..config import OptimConfig, RunConfig, RuntimeConfig
+from ..data import DataBundle, build_dataset
+from ..data.noise import NoisyLabels, inject_noise
+from ..errors import UserError
+from ..methods import AsymmetricLoss, Method, build_method, masked_batch_loss
+from .checkpoint import load_checkpoint, save_checkpoint
+from .metrics import classification_metrics
+from .models import create_ema, create_network
+
+ReportFn = Callable[[dict, str], None]
+MethodFactory = Callable[[RunConfig, torch.Tensor, torch.Tensor], Method]  # (cfg, observed, clean)
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp: bool
+    channels_last: bool
+
+    @classmethod
+    def resolve(cls, cfg: RuntimeConfig) -> "Runtime":
+        has_cuda = torch.cuda.is_available()
+        if cfg.device == "cuda" and not has_cuda:
+            raise UserError("runtime.device: cuda requested but no GPU is visible")
+        device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and has_cuda) else "cpu")
+        on_gpu = device.type == "cuda"
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return cls(device, cfg.amp == "on" or (cfg.amp == "auto" and on_gpu), cfg.channels_last != "off")
+
+
+def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9, nesterov=True)
+
+
+def build_scheduler(cfg: OptimConfig, optimizer, steps_per_epoch: int, epochs: int):
+    total = steps_per_epoch * epochs
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+class Trainer:
+    """Everything one run holds; `fit` below is the entry point."""
+
+    def __init__(self, cfg: RunConfig, data: DataBundle | None = None, method_factory: MethodFactory = build_method):
+        self.cfg = cfg
+        self.rt = Runtime.resolve(cfg.runtime)
+        self.data = data if data is not None else build_dataset(cfg)
+        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed)
+        dev = self.rt.device
+        self.observed = torch.from_numpy(self.noise.labels).to(dev)
+        self.clean = torch.from_numpy(self.data.train.labels).to(dev)
+        self.method: Method = method_factory(cfg, self.observed, self.clean)
+        self.loss_fn = AsymmetricLoss.from_config(cfg.loss)
+
+        self.nets = []
+        for k in range(self.method.num_networks):
+            torch.manual_seed(cfg.seed * 1000 + k)  # distinct, reproducible initialisations
+            net = create_network(cfg.model, self.data.num_classes, self.data.in_chans).to(dev)
+            if self.rt.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            self.nets.append(net)
+        self.emas = [create_ema(n, cfg.model.ema_decay) for n in self.nets] if cfg.model.ema else []
+        torch.manual_seed(cfg.seed)
+
+        bs = cfg.data.batch_size
+        n_train = len(self.data.train)
+        self.sampler = DistributedSampler(self.data.train.images, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
+        loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
+        self.train_loader = DataLoader(self.data.train.images, batch_size=bs, sampler=self.sampler, drop_last=n_train >= bs, **loader_kw)
+        self.eval_loaders = {
+            "val": DataLoader(self.data.val.images, batch_size=bs * 2, shuffle=False, **loader_kw),
+            "test": DataLoader(self.data.test.images, batch_size=bs * 2, shuffle=False, **loader_kw),
+        }
+        self.optimizer = build_optimizer(cfg.optim, [p for n in self.nets for p in n.parameters()])
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, len(self.train_loader), cfg.schedule.epochs)
+        self.start_epoch = 0
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self, epoch: int) -> dict:
+        return {
+            "epoch": epoch,
+            "networks": [n.state_dict() for n in self.nets],
+            "emas": [e.state_dict() for e in self.emas],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": self.cfg.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["networks"]) != len(self.nets) or len(state["emas"]) != len(self.emas):
+            raise UserError("checkpoint: it was written by a run with another method or EMA setting")
+        for net, sd in zip(self.nets, state["networks"]):
+            net.load_state_dict(sd)
+        for ema, sd in zip(self.emas, state["emas"]):
+            ema.load_state_dict(sd)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.start_epoch = state["epoch"] + 1
+
+    # ---------------------------------------------------------------- epochs
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=self.rt.amp)
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.rt.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
+
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        for net in self.nets:
+            net.train()
+        self.sampler.set_epoch(epoch)
+        self.method.begin_epoch(epoch)
+        total_loss, seen, steps = 0.0, 0, 0
+        start = time.perf_counter()
+        for images, indices in self.train_loader:
+            images = self._to_device(images)
+            indices = indices.to(self.rt.device, non_blocking=True)
+            with self._autocast():
+                logits = [net(images) for net in self.nets]
+            selections = self.method.select(indices, logits)
+            loss = sum(masked_batch_loss(self.loss_fn(z, s.targets), s.mask) for z, s in zip(logits, selections))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            for ema, net in zip(self.emas, self.nets):
+                ema.update(net)
+            total_loss += loss.item()
+            seen += len(images)
+            steps += 1
+        if self.rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": seen / seconds, "train_seconds": seconds}
+        stats.update(self.method.end_epoch(epoch))
+        return stats
+
+    def eval_network(self) -> torch.nn.Module:
+        """The network whose predictions are evaluated: the first one (its EMA when enabled)."""
+        return self.emas[0].module if self.emas else self.nets[0]
+
+    @torch.no_grad()
+    def predict(self, loader: DataLoader) -> np.ndarray:
+        net = self.eval_network()
+        net.eval()
+        out = []
+        for images, _ in loader:
+            with self._autocast():
+                out.append(torch.sigmoid(net(self._to_device(images)).float()).cpu())
+        return torch.cat(out).numpy()
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = {}
+        for split, loader in self.eval_loaders.items():
+            labels = getattr(self.data, split).labels
+            metrics.update(classification_metrics(self.predict(loader), labels, self.data.class_names, split))
+        return metrics
+
+    def noise_metrics(self) -> dict[str, float]:
+        rates = {f"noise_rate_{n}": float(r) for n, r in zip(self.data.class_names, self.noise.rates)}
+        rates["noise_rate"] = float(self.noise.rates.mean())
+        return rates
+
+
+    def run(self, report: ReportFn, log: Callable[[str], None] = print) -> list[dict]:
+        """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one."""
+        cfg, epochs = self.cfg, self.cfg.schedule.epochs
+        if self.start_epoch == 0:
+            log(
+                f"{cfg.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "
+                f"{self.data.num_classes} classes; noise {cfg.noise.mode}, realised mean eps {self.noise.rates.mean():.3f}; "
+                f"method {cfg.method.name} on {len(self.nets)} x {cfg.model.name}, device {self.rt.device}"
+            )
+        history = []
+        for epoch in range(self.start_epoch, epochs):
+            start = time.perf_counter()
+            metrics = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics.update(self.train_one_epoch(epoch))
+            metrics.update(self.evaluate())
+            metrics.update(self.noise_metrics())
+            metrics["epoch_seconds"] = time.perf_counter() - start
+            log(
+                f"epoch {epoch + 1}/{epochs}  loss {metrics['train_loss']:.4f}  val mAP {metrics['val_mAP']:.2f}  "
+                f"test mAP {metrics['test_mAP']:.2f}  {metrics['images_per_s']:.0f} img/s  {metrics['epoch_seconds']:.1f} s"
+            )
+            with tempfile.TemporaryDirectory(prefix="mhss-ckpt-") as ckpt_dir:
+                save_checkpoint(ckpt_dir, self.state_dict(epoch))
+                report(metrics, ckpt_dir)
+            history.append(metrics)
+        return history
+
+
+def fit(cfg: RunConfig, report: ReportFn, resume_from: str | Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Train `cfg` (resuming from a checkpoint folder if given); returns the metrics of the epochs run."""
+    trainer = Trainer(cfg)
+    if resume_from is not None:
+        trainer.load_state_dict(load_checkpoint(resume_from))
+    return trainer.run(report, log)

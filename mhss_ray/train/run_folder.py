@@ -1,0 +1,163 @@
+"""The output folder of a plain `mhss-train` run.
+
+    config.yaml     the resolved run config (what --resume reads back)
+    metrics.jsonl   one JSON line per epoch
+    checkpoint/     the latest epoch's checkpoint (replaced atomically)
+    summary.json, summary.md   written at the end
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..config import RunConfig, from_dict, read_yaml
+from ..errors import UserError
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.metrics_file = self.path / "metrics.jsonl"
+        self.checkpoint_dir = self.path / "checkpoint"
+
+    # ------------------------------------------------------------ starting
+
+    def create(self, cfg: RunConfig, overwrite: bool = False) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a folder")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UserError(f"{self.path}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    def open_for_resume(self) -> tuple[RunConfig, dict | None]:
+        """The saved config and latest checkpoint (None if the run died before its first one).
+        Metric lines of epochs after the checkpoint are dropped: those epochs will run again."""
+        if not self.config_file.is_file():
+            raise UserError(f"{self.path}: holds no run to resume (no config.yaml)")
+        try:
+            cfg = from_dict(RunConfig, read_yaml(self.config_file))
+        except UserError as exc:
+            raise UserError(f"{self.config_file}: {exc}") from None
+        state = None
+        if (self.checkpoint_dir / CHECKPOINT_FILE).is_file():
+            state = load_checkpoint(self.checkpoint_dir)
+            changed = first_difference(state["config"], cfg.to_dict())
+            if changed:
+                raise UserError(f"{self.config_file}: {changed} differs from the checkpoint's config; a run resumes with the config it started with")
+        last_done = state["epoch"] if state else -1
+        kept = [m for m in self.read_metrics() if m["epoch"] <= last_done]
+        self._write_atomic(self.metrics_file, "".join(json.dumps(m) + "\n" for m in kept))
+        return cfg, state
+
+    # ------------------------------------------------------------ during the run
+
+    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+        # Metrics first, checkpoint second: a kill in between leaves a metric line newer than the
+        # checkpoint, which open_for_resume drops; the checkpoint file itself is replaced atomically.
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        tmp = self.checkpoint_dir / (CHECKPOINT_FILE + ".tmp")
+        shutil.copyfile(Path(checkpoint_dir) / CHECKPOINT_FILE, tmp)
+        os.replace(tmp, self.checkpoint_dir / CHECKPOINT_FILE)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_file.is_file():
+            return []
+        rows = []
+        for line in self.metrics_file.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: it and anything after it are not trusted
+        return rows
+
+    # ------------------------------------------------------------ the end
+
+    def write_summary(self, cfg: RunConfig, class_names: list[str]) -> dict:
+        history = self.read_metrics()
+        summary = summarise(history, class_names)
+        summary["config"] = cfg.to_dict()
+        self._write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self._write_atomic(self.path / "summary.md", summary_markdown(summary, cfg))
+        return summary
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def first_difference(a: dict, b: dict, path: str = "") -> str | None:
+    """The key path of the first value that differs between two nested mappings, or None."""
+    for key in sorted(set(a) | set(b)):
+        where = f"{path}.{key}" if path else key
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, where)
+            if found:
+                return found
+        elif va != vb:
+            return where
+    return None
+
+
+def summarise(history: list[dict], class_names: list[str]) -> dict:
+    """Test mAP at the end, as the mean of the last 3 epochs, and at the best clean-val epoch."""
+    last = history[-1]
+    best = max(history, key=lambda m: m["val_mAP"])
+    tail = [m["test_mAP"] for m in history[-3:]]
+    return {
+        "epochs": len(history),
+        "test_mAP_final": last["test_mAP"],
+        "test_mAP_last3_mean": sum(tail) / len(tail),
+        "best_val_epoch": best["epoch"],
+        "test_mAP_at_best_val": best["test_mAP"],
+        "test_f1_micro_final": last["test_f1_micro"],
+        "test_f1_macro_final": last["test_f1_macro"],
+        "test_AP_final": {c: last[f"test_AP_{c}"] for c in class_names},
+        "noise_rates": {c: last[f"noise_rate_{c}"] for c in class_names},
+        "noise_rate_mean": last["noise_rate"],
+        "images_per_s_mean": sum(m["images_per_s"] for m in history) / len(history),
+        "total_seconds": sum(m["epoch_seconds"] for m in history),
+        "checkpoint": f"checkpoint/{CHECKPOINT_FILE}",
+    }
+
+
+def _f(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def summary_markdown(s: dict, cfg: RunConfig) -> str:
+    lines = [
+        f"# Run summary: {cfg.method.name} on {cfg.data.name} ({cfg.model.name})",
+        "",
+        f"Noise: {cfg.noise.mode}" + (f" (eps = {cfg.noise.rate})" if cfg.noise.mode != "none" else "") + f", realised mean eps_c {s['noise_rate_mean']:.4f}.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| epochs | {s['epochs']} |",
+        f"| test mAP, last epoch | {_f(s['test_mAP_final'])} |",
+        f"| test mAP, mean of last 3 epochs | {_f(s['test_mAP_last3_mean'])} |",
+        f"| test mAP at best val epoch ({s['best_val_epoch'] + 1}) | {_f(s['test_mAP_at_best_val'])} |",
+        f"| test F1 micro / macro at 0.5 | {_f(s['test_f1_micro_final'])} / {_f(s['test_f1_macro_final'])} |",
+        f"| training images/s (mean) | {s['images_per_s_mean']:.0f} |",
+        f"| total seconds | {s['total_seconds']:.1f} |",
+        "",
+        "| class | test AP | realised eps_c |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {c} | {_f(s['test_AP_final'][c])} | {s['noise_rates'][c]:.4f} |" for c in s["test_AP_final"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny but real run config (real timm network, real digits, real files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mhss_ray.config import RunConfig, from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small enough to train an epoch in a few seconds on 2 CPU cores.
+TINY = {
+    "seed": 3,
+    "data": {"image_size": 16, "n_train": 192, "n_val": 64, "n_test": 64, "batch_size": 32},
+    "noise": {"mode": "naive", "rate": 0.2},
+    "model": {"name": "resnet18"},
+    "method": {"name": "asl"},
+    "schedule": {"epochs": 3},
+    "runtime": {"device": "cpu"},
+}
+
+
+def tiny_config(**sections) -> RunConfig:
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    return from_dict(RunConfig, data)
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path) -> Path:
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
