@@ -40,6 +40,12 @@ def synthetic_bundle(n: int, size: int, classes: int = 10, seed: int = 0) -> Dat
     return DataBundle("synthetic", [str(c) for c in range(classes)], 3, Split(InMemoryImages(images, 0.5, 0.25), labels), few, few)
 
 
+def _relative(path: str) -> str:
+    """Paths inside the repository are recorded relative to it, so results name no machine."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else p.name
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "search_spaces" / "demo.yaml"))
@@ -73,7 +79,7 @@ def main(argv=None) -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.runtime.device != "cpu" else f"CPU ({torch.get_num_threads()} threads)"
     result = {
-        "config": str(args.config),
+        "config": _relative(args.config),
         "overrides": args.overrides,
         "dataset": data.name,
         "train_images": len(data.train),
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {_relative(out)}")
     return 0
 
 

@@ -66,3 +66,7 @@ def _train(argv) -> int:
 
 def train_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-train", _train, argv))
+
+
+if __name__ == "__main__":
+    train_main()

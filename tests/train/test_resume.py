@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from mhss_ray.train.checkpoint import load_checkpoint, save_checkpoint
+from mhss_ray.methods import build_method
+from mhss_ray.methods.baseline import FixedLabels
 from mhss_ray.train.loop import Trainer, fit
 
 from ..conftest import tiny_config
@@ -27,27 +29,47 @@ class Recorder:
 KEYS = ("train_loss", "val_mAP", "test_mAP", "test_f1_micro", "lr")
 
 
-@pytest.mark.parametrize("overrides", [{}, {"model": {"ema": True, "ema_decay": 0.9}, "optim": {"scheduler": "cosine"}}], ids=["plain", "ema-cosine"])
-def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides):
+def two_networks(cfg, observed, clean):
+    return FixedLabels(observed, num_networks=2)
+
+
+@pytest.mark.parametrize(
+    "overrides, factory",
+    [
+        ({}, build_method),
+        ({"model": {"ema": True, "ema_decay": 0.9}, "optim": {"scheduler": "cosine"}}, build_method),
+        ({"optim": {"name": "adamw"}}, two_networks),
+    ],
+    ids=["plain", "ema-cosine", "two-networks"],
+)
+def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     cfg = tiny_config(**overrides)
     full = Recorder(tmp_path / "full")
-    fit(cfg, full, log=lambda _: None)
+    Trainer(cfg, method_factory=factory).run(full, log=lambda _: None)
     assert [m["epoch"] for m in full.metrics] == [0, 1, 2]
 
     # two epochs, as if the process then died; resume in a fresh trainer
-    trainer = Trainer(tiny_config(**overrides))
+    trainer = Trainer(cfg, method_factory=factory)
     first_two = []
     for epoch in range(2):
         first_two.append(trainer.train_one_epoch(epoch) | trainer.evaluate())
         save_checkpoint(tmp_path / "first", trainer.state_dict(epoch))
     del trainer
     resumed = Recorder(tmp_path / "resumed")
-    fit(cfg, resumed, resume_from=tmp_path / "first", log=lambda _: None)
+    trainer = Trainer(cfg, method_factory=factory)
+    trainer.load_state_dict(load_checkpoint(tmp_path / "first"))
+    trainer.run(resumed, log=lambda _: None)
     assert [m["epoch"] for m in resumed.metrics] == [2]
     for key in KEYS:
         assert math.isclose(resumed.metrics[0][key], full.metrics[2][key], rel_tol=1e-6, abs_tol=1e-9), key
     for key in ("train_loss", "test_mAP"):
         assert math.isclose(first_two[1][key], full.metrics[1][key], rel_tol=1e-6), key
+
+
+def test_two_networks_start_from_different_weights():
+    t = Trainer(tiny_config(), method_factory=two_networks)
+    a, b = (next(iter(n.parameters())) for n in t.nets)
+    assert len(t.nets) == 2 and not torch.equal(a, b)
 
 
 def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
@@ -60,8 +82,6 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
 
 def test_asl_clean_learns_from_clean_labels():
     """With 40% naive noise, the clean-label baseline sees the clean targets, asl the noisy ones."""
-    from mhss_ray.methods import build_method
-
     t = Trainer(tiny_config(noise={"rate": 0.4}, method={"name": "asl-clean"}))
     idx = torch.arange(32)
     assert torch.equal(t.method.select(idx, [None])[0].targets, t.clean[idx])
