@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import TrainingDiverged, UserError
 
 
 def _run_cli(prog: str, body, argv) -> int:
     try:
         return body(argv) or 0
-    except UserError as exc:
+    except (UserError, TrainingDiverged) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

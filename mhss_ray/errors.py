@@ -9,3 +9,9 @@ class UserError(Exception):
     def __init__(self, message: str):
         # Keep it on one line whatever the caller passed in.
         super().__init__(" ".join(str(message).split()))
+
+
+class TrainingDiverged(Exception):
+    """The training loss became NaN or infinite (often a learning rate far too high)."""
+
+    exit_code = 1

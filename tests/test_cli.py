@@ -104,3 +104,4 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_yaml, c
 def test_missing_config_and_resume_without_run(tmp_path, cli_env):
     assert_one_line_error(run(["--config", tmp_path / "nope.yaml", "--out", tmp_path / "o"], cli_env), "nope.yaml: no such file")
     assert_one_line_error(run(["--resume", "--out", tmp_path], cli_env), "holds no run to resume")
+

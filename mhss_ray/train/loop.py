@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..config import OptimConfig, RunConfig, RuntimeConfig
 from ..data import DataBundle, build_dataset
 from ..data.noise import NoisyLabels, inject_noise
-from ..errors import UserError
+from ..errors import TrainingDiverged, UserError
 from ..methods import AsymmetricLoss, Method, build_method, masked_batch_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import classification_metrics
@@ -46,7 +46,10 @@ class Runtime:
         on_gpu = device.type == "cuda"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        return cls(device, cfg.amp == "on" or (cfg.amp == "auto" and on_gpu), cfg.channels_last != "off")
+        bf16 = on_gpu and torch.cuda.is_bf16_supported()
+        if cfg.amp == "on" and on_gpu and not bf16:
+            raise UserError("runtime.amp: on needs a GPU with bfloat16 support; use auto or off")
+        return cls(device, cfg.amp == "on" or (cfg.amp == "auto" and bf16), cfg.channels_last != "off")
 
 
 def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
@@ -156,7 +159,7 @@ class Trainer:
             selections = self.method.select(indices, logits)
             loss = sum(masked_batch_loss(self.loss_fn(z, s.targets), s.mask) for z, s in zip(logits, selections))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
+                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mhss_ray.train.checkpoint import load_checkpoint, save_checkpoint
+from mhss_ray.errors import TrainingDiverged
 from mhss_ray.methods import build_method
 from mhss_ray.methods.baseline import FixedLabels
 from mhss_ray.train.loop import Trainer, fit
@@ -87,3 +88,11 @@ def test_asl_clean_learns_from_clean_labels():
     assert torch.equal(t.method.select(idx, [None])[0].targets, t.clean[idx])
     noisy = build_method(tiny_config(noise={"rate": 0.4}), t.observed, t.clean)
     assert not torch.equal(noisy.select(idx, [None])[0].targets, t.clean[idx])
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    t = Trainer(tiny_config())
+    with torch.no_grad():
+        t.nets[0].fc.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 1"):
+        t.train_one_epoch(0)
