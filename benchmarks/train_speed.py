@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from mhss_ray.config import load_run_config  # noqa: E402
 from mhss_ray.data import DataBundle, Split, build_dataset  # noqa: E402
 from mhss_ray.data.base import InMemoryImages  # noqa: E402
+from mhss_ray.methods import AsymmetricLoss  # noqa: E402
 from mhss_ray.methods.baseline import FixedLabels  # noqa: E402
 from mhss_ray.train.loop import Trainer  # noqa: E402
 
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     data = synthetic_bundle(args.synthetic, cfg.data.image_size) if args.synthetic else build_dataset(cfg)
     rows = []
     for n in args.networks:
-        trainer = Trainer(cfg, data=data, method_factory=lambda c, observed, clean, n=n: FixedLabels(observed, num_networks=n))
+        trainer = Trainer(cfg, data=data, method_factory=lambda c, observed, clean, n=n: FixedLabels(observed, clean, AsymmetricLoss.from_config(c.loss), num_networks=n))
         if trainer.rt.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         trainer.train_one_epoch(0)  # warm-up: allocator, cudnn autotuning, first-touch

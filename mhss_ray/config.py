@@ -47,9 +47,18 @@ class DataConfig:
 
 @dataclass
 class NoiseConfig:
-    mode: Literal["none", "naive"] = "none"
-    rate: float = num(0.2, 0.0, 1.0)  # epsilon of the naive injector
+    """Synthetic label noise, METHODS.md section 9."""
+
+    mode: Literal["none", "naive", "complex"] = "none"
+    rate: float = num(0.2, 0.0, 1.0)  # epsilon: naive's rate, complex's mean class rate
     seed: Optional[int] = None  # defaults to the run seed
+    # complex only
+    rates: Optional[dict] = None  # {class name: epsilon_c}; classes not named draw around `rate`
+    spread: float = num(0.5, 0.0, 1.0)  # drawn epsilon_c ~ U(rate * (1 - spread), rate * (1 + spread))
+    omission_share: float = num(0.7, 0.0, 1.0)  # share of a class's errors that are omissions
+    confusions: Optional[list] = None  # [[a, b, rate], ...]: a true a reported as b; null = the dataset's default
+    sloppy_fraction: float = num(0.2, 0.0, 1.0)  # share of images written by careless reporters
+    sloppy_weight: float = num(5.0, 1.0, 100.0)  # how much likelier an error lands on a sloppy image
 
 
 @dataclass
@@ -70,9 +79,32 @@ class LossConfig:
     clip: float = num(0.05, 0.0, 1.0)
 
 
+METHOD_NAMES = ("asl", "asl-clean", "coteaching", "coselfie", "mhss", "disc")
+
+
 @dataclass
 class MethodConfig:
-    name: Literal["asl", "asl-clean"] = "asl"
+    """The noisy-label method and its hyperparameters (METHODS.md sections 2-8)."""
+
+    name: Literal[METHOD_NAMES] = "asl"
+    # forget rate, section 2: tau_c(e) = alpha * eps_c * min(1, e / t_k)
+    alpha: float = num(1.0, 0.0, 2.0)
+    t_k: int = num(10, 0, 100_000)
+    noise_rate_source: Literal["oracle", "given"] = "oracle"
+    noise_rates: Optional[list[float]] = None  # given eps_c, one per class
+    noise_rate: Optional[float] = num(None, 0.0, 1.0)  # given global eps; default: mean of the eps_c
+    granularity: Literal["per_class", "per_class_polarity", "global"] = "per_class"  # section 3
+    # CoSELFIE / MHSS, sections 5-6
+    q: int = num(5, 1, 8)  # history length
+    theta: float = num(0.05, 0.0, 1.0)  # entropy threshold
+    warmup: Optional[int] = num(None, 0, 100_000)  # default: q (CoSELFIE, MHSS), 10 (DISC)
+    cdnr: bool = True  # MHSS: class-dependent forget rates
+    jcc: bool = True  # MHSS: joint correction criterion
+    # DISC, section 7
+    disc_lambda: float = num(0.99, 0.0, 1.0)
+    disc_sigma: float = num(0.5, 0.0, 1.0)
+    gce_q: float = num(0.7, 0.01, 1.0)
+    mixup_alpha: float = num(5.0, 0.0, 100.0)
 
 
 @dataclass
@@ -197,6 +229,10 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
         if not isinstance(value, bool):
             raise UserError(f"{path}: expected true or false, got {_show(value)}")
         return value
+    if tp in (list, dict):
+        if not isinstance(value, tp):
+            raise UserError(f"{path}: expected a {'list' if tp is list else 'mapping'}, got {_show(value)}")
+        return value
     if tp in (int, float):
         return _number(value, tp, meta, path)
     if tp is str:
@@ -222,7 +258,20 @@ def from_dict(cls: type, data: Any, path: str = ""):
 
 
 def _check_consistency(obj: Any, path: str) -> None:
-    """Rules that span several keys of one section."""
+    """Rules that span several keys of one section (per-class lengths are checked against the data)."""
+    if isinstance(obj, NoiseConfig):
+        for name, rate in (obj.rates or {}).items():
+            _number(rate, float, {"range": (0.0, 1.0)}, _join(path, f"rates.{name}"))
+        for i, item in enumerate(obj.confusions or []):
+            where = _join(path, f"confusions[{i}]")
+            if not isinstance(item, list) or len(item) != 3:
+                raise UserError(f"{where}: expected [true class, reported class, rate], got {_show(item)}")
+            _number(item[2], float, {"range": (0.0, 1.0)}, where + "[2]")
+    if isinstance(obj, MethodConfig):
+        for i, rate in enumerate(obj.noise_rates or []):
+            _number(rate, float, {"range": (0.0, 1.0)}, _join(path, f"noise_rates[{i}]"))
+        if obj.noise_rate_source == "given" and obj.noise_rates is None and obj.noise_rate is None:
+            raise UserError(f"{_join(path, 'noise_rates')}: required when noise_rate_source is given")
     if isinstance(obj, DataConfig):
         split = obj.base_split
         if len(split) != 3 or any(s <= 0 for s in split) or abs(sum(split) - 1) > 1e-6:

@@ -6,7 +6,7 @@ later corrected) labels of the training split while the clean ones stay untouche
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class DataBundle:
     train: Split
     val: Split
     test: Split
+    confusions: list = field(default_factory=list)  # default [a, b, rate] pairs for complex noise
 
     @property
     def num_classes(self) -> int:

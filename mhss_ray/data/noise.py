@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import NoiseConfig
+from ..errors import UserError
 
 
 @dataclass
@@ -39,10 +40,72 @@ def inject_naive(clean: np.ndarray, rate: float, rng: np.random.Generator) -> No
     return _result(clean, noisy)
 
 
-def inject_noise(cfg: NoiseConfig, clean: np.ndarray, run_seed: int) -> NoisyLabels:
+def class_rates(cfg: NoiseConfig, class_names: list[str], rng: np.random.Generator) -> np.ndarray:
+    """epsilon_c of the complex injector: the configured ones, the others drawn around `rate`."""
+    unknown = set(cfg.rates or {}) - set(class_names)
+    if unknown:
+        raise UserError(f"noise.rates: unknown class {sorted(unknown)[0]!r} (classes: {', '.join(class_names)})")
+    lo, hi = cfg.rate * (1 - cfg.spread), min(1.0, cfg.rate * (1 + cfg.spread))
+    drawn = rng.uniform(lo, hi, len(class_names))
+    return np.array([float((cfg.rates or {}).get(name, d)) for name, d in zip(class_names, drawn)])
+
+
+def _pick(candidates: np.ndarray, k: int, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """k of the candidate rows without replacement, likelier where the row weight is higher."""
+    k = min(k, len(candidates))
+    if k == 0:
+        return candidates[:0]
+    w = weights[candidates]
+    return rng.choice(candidates, k, replace=False, p=w / w.sum())
+
+
+def inject_complex(clean: np.ndarray, cfg: NoiseConfig, class_names: list[str], confusions: list, rng: np.random.Generator) -> NoisyLabels:
+    """What inspection reports look like (METHODS.md section 9, `complex`).
+
+    1. Confusions first: for each [a, b, r], every image with a present and b absent has a
+       chance r of being reported as b instead of a (a -> 0, b -> 1).
+    2. Then class c receives round(2 * eps_c * |pos_c|) errors in all (the naive injector's count at
+       the same rate), less the confusion flips it already got; `omission_share` of them are
+       omissions (positive -> 0), the rest additions (negative -> 1).
+    Errors land `sloppy_weight` times likelier on the `sloppy_fraction` of images written carelessly,
+    so a careless report carries several errors.
+    """
+    n, c = clean.shape
+    index = {name: i for i, name in enumerate(class_names)}
+    noisy = clean.copy()
+    weights = np.ones(n)
+    weights[rng.permutation(n)[: int(round(cfg.sloppy_fraction * n))]] = cfg.sloppy_weight
+    for i, (a, b, rate) in enumerate(confusions):
+        for name in (a, b):
+            if str(name) not in index:
+                raise UserError(f"noise.confusions[{i}]: unknown class {str(name)!r} (classes: {', '.join(class_names)})")
+        ia, ib = index[str(a)], index[str(b)]
+        rows = np.flatnonzero((clean[:, ia] == 1) & (clean[:, ib] == 0) & (noisy[:, ia] == 1) & (noisy[:, ib] == 0))
+        swapped = rows[rng.random(len(rows)) < rate * weights[rows] / weights[rows].mean()] if len(rows) else rows
+        noisy[swapped, ia] = 0
+        noisy[swapped, ib] = 1
+    eps = class_rates(cfg, class_names, rng)
+    for j in range(c):
+        pos = np.flatnonzero(clean[:, j] == 1)
+        budget = int(round(2 * eps[j] * len(pos))) - int((noisy[:, j] != clean[:, j]).sum())
+        if budget <= 0:
+            continue
+        omissions = int(round(cfg.omission_share * budget))
+        still_pos = pos[noisy[pos, j] == 1]
+        noisy[_pick(still_pos, omissions, weights, rng), j] = 0
+        still_neg = np.flatnonzero((clean[:, j] == 0) & (noisy[:, j] == 0))
+        noisy[_pick(still_neg, budget - omissions, weights, rng), j] = 1
+    return _result(clean, noisy)
+
+
+def inject_noise(cfg: NoiseConfig, clean: np.ndarray, run_seed: int, class_names: list[str] | None = None, default_confusions: list | None = None) -> NoisyLabels:
     rng = np.random.default_rng([cfg.seed if cfg.seed is not None else run_seed, 9001])
     if cfg.mode == "none":
         return _result(clean, clean.copy())
     if cfg.mode == "naive":
         return inject_naive(clean, cfg.rate, rng)
+    if cfg.mode == "complex":
+        names = class_names or [str(i) for i in range(clean.shape[1])]
+        confusions = cfg.confusions if cfg.confusions is not None else (default_confusions or [])
+        return inject_complex(clean, cfg, names, confusions, rng)
     raise ValueError(f"unknown noise mode {cfg.mode!r}")  # the config validation rules this out

@@ -5,19 +5,48 @@ from __future__ import annotations
 import torch
 
 from ..config import RunConfig
-from .base import Method, Selection
+from ..errors import UserError
+from .base import Batch, Method, Selection
 from .baseline import FixedLabels
+from .coselfie import CoSELFIE
+from .coteaching import CoTeaching
+from .disc import DISC
 from .losses import AsymmetricLoss, masked_batch_loss
+from .mhss import MHSS
+
+
+def noise_rates(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(eps_c, global eps) the forget rates use (METHODS.md section 2): `oracle` reads the realised
+    rates of the injected noise; `given` takes method.noise_rates / method.noise_rate."""
+    m = cfg.method
+    c = observed.shape[1]
+    if m.noise_rate_source == "oracle":
+        eps_c = (observed != clean).float().mean(0)
+    else:
+        if m.noise_rates is not None and len(m.noise_rates) != c:
+            raise UserError(f"method.noise_rates: expected {c} values (one per class), got {len(m.noise_rates)}")
+        given = m.noise_rates if m.noise_rates is not None else [m.noise_rate] * c
+        eps_c = torch.tensor(given, dtype=torch.float32, device=observed.device)
+    eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
+    return eps_c, eps
 
 
 def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> Method:
     """observed/clean: the N x C training labels (uint8) on the training device."""
     name = cfg.method.name
-    if name == "asl":
-        return FixedLabels(observed)
-    if name == "asl-clean":
-        return FixedLabels(clean)
+    loss_fn = AsymmetricLoss.from_config(cfg.loss)
+    if name in ("asl", "asl-clean"):
+        return FixedLabels(observed, clean, loss_fn, use_clean=name == "asl-clean")
+    if name == "disc":
+        return DISC(cfg.method, observed, clean, loss_fn)
+    eps_c, eps = noise_rates(cfg, observed, clean)
+    if name == "coteaching":
+        return CoTeaching(cfg.method, observed, clean, loss_fn, eps_c, eps)
+    if name == "coselfie":
+        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps)
+    if name == "mhss":
+        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps)
     raise ValueError(f"unknown method {name!r}")  # the config validation rules this out
 
 
-__all__ = ["AsymmetricLoss", "Method", "Selection", "build_method", "masked_batch_loss"]
+__all__ = ["AsymmetricLoss", "Batch", "Method", "Selection", "build_method", "masked_batch_loss", "noise_rates"]

@@ -1,36 +1,72 @@
 """The interface between the trainer and a noisy-label method.
 
-A method owns the training labels as it sees them and its per-sample state. For each batch it is
-given the sample indices and each network's logits, and answers, per network, which entries (image,
-class) that network learns from and with which labels. The trainer then applies the loss; it knows
-nothing else about the method.
+A method owns the training labels as it sees them and its per-sample state (histories, thresholds,
+corrected labels). For each batch it is given the sample indices and each network's logits, and
+answers, per network, which entries (image, class) that network learns from and with which labels
+(`select`); the default `loss` then applies ASL to those entries (METHODS.md section 1). A method
+whose loss is not "ASL on selected entries" (DISC) overrides `loss`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+
+from .losses import AsymmetricLoss, masked_batch_loss
+from .stats import SelectionStats
 
 
 @dataclass
 class Selection:
     targets: torch.Tensor  # B x C labels this network learns with
-    mask: torch.Tensor | None = None  # B x C, 1 where it learns from the entry; None = every entry
+    mask: torch.Tensor | None = None  # B x C, True where it learns from the entry; None = every entry
+
+
+@dataclass
+class Batch:
+    indices: torch.Tensor  # B sample indices into the training split
+    views: list[torch.Tensor]  # the batch's images, one tensor per view (DISC: weak, strong)
+    logits: list[list[torch.Tensor]]  # [network][view] -> B x C
+    forward: Callable[[int, torch.Tensor], torch.Tensor]  # another forward pass of network k
 
 
 class Method:
     num_networks: int = 1
+    num_views: int = 1
+
+    def __init__(self, observed: torch.Tensor, clean: torch.Tensor, loss_fn: AsymmetricLoss):
+        self.observed = observed  # N x C uint8, the noisy training labels, on the training device
+        self.clean = clean  # N x C uint8, kept only to measure selection and correction
+        self.loss_fn = loss_fn
+        self.stats = SelectionStats(observed, clean)
+        self.epoch = 0
 
     def begin_epoch(self, epoch: int) -> None:
         """Called before the first batch of each epoch (0-based)."""
+        self.epoch = epoch
+        self.stats.reset()
 
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         raise NotImplementedError
 
+    def loss(self, batch: Batch) -> torch.Tensor:
+        logits = [per_view[0] for per_view in batch.logits]
+        selections = self.select(batch.indices, logits)
+        total = 0.0
+        for z, s in zip(logits, selections):
+            self.stats.add_training(batch.indices, s.targets, s.mask)
+            total = total + masked_batch_loss(self.loss_fn(z, s.targets), s.mask)
+        return total
+
+    def current_labels(self) -> list[torch.Tensor]:
+        """The N x C labels each network's peer learns with now (for the residual noise)."""
+        return [self.observed]
+
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Called after the last batch of each epoch; returns metrics to report."""
-        return {}
+        """Called after the last batch of each epoch; returns the selection metrics (section 10)."""
+        return self.stats.summary(self.current_labels())
 
     def state_dict(self) -> dict:
         return {}

@@ -10,11 +10,15 @@ from .base import Method, Selection
 
 class FixedLabels(Method):
     """Every network learns from every entry of fixed labels. With num_networks=2 it is the cost
-    floor of a dual-network method (used by the speed benchmark)."""
+    floor of a dual-network method (used by the benchmarks)."""
 
-    def __init__(self, labels: torch.Tensor, num_networks: int = 1):
-        self.labels = labels  # N x C uint8, on the training device
+    def __init__(self, observed, clean, loss_fn, use_clean: bool = False, num_networks: int = 1):
+        super().__init__(observed, clean, loss_fn)
+        self.labels = clean if use_clean else observed
         self.num_networks = num_networks
 
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         return [Selection(self.labels[indices])] * self.num_networks
+
+    def current_labels(self) -> list[torch.Tensor]:
+        return [self.labels]

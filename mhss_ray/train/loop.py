@@ -16,13 +16,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from ..config import OptimConfig, RunConfig, RuntimeConfig
 from ..data import DataBundle, build_dataset
 from ..data.noise import NoisyLabels, inject_noise
 from ..errors import TrainingDiverged, UserError
-from ..methods import AsymmetricLoss, Method, build_method, masked_batch_loss
+from ..data.views import TwoViews
+from ..methods import Batch, Method, build_method
+from .batching import EvenBatches
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import classification_metrics
 from .models import create_ema, create_network
@@ -76,12 +78,11 @@ class Trainer:
         self.cfg = cfg
         self.rt = Runtime.resolve(cfg.runtime)
         self.data = data if data is not None else build_dataset(cfg)
-        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed)
+        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions)
         dev = self.rt.device
         self.observed = torch.from_numpy(self.noise.labels).to(dev)
         self.clean = torch.from_numpy(self.data.train.labels).to(dev)
         self.method: Method = method_factory(cfg, self.observed, self.clean)
-        self.loss_fn = AsymmetricLoss.from_config(cfg.loss)
 
         self.nets = []
         for k in range(self.method.num_networks):
@@ -94,10 +95,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         bs = cfg.data.batch_size
-        n_train = len(self.data.train)
-        self.sampler = DistributedSampler(self.data.train.images, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
+        train_images = self.data.train.images if self.method.num_views == 1 else TwoViews(self.data.train.images)
+        self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed)
         loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
-        self.train_loader = DataLoader(self.data.train.images, batch_size=bs, sampler=self.sampler, drop_last=n_train >= bs, **loader_kw)
+        self.train_loader = DataLoader(train_images, batch_sampler=self.sampler, **loader_kw)
         self.eval_loaders = {
             "val": DataLoader(self.data.val.images, batch_size=bs * 2, shuffle=False, **loader_kw),
             "test": DataLoader(self.data.test.images, batch_size=bs * 2, shuffle=False, **loader_kw),
@@ -140,6 +141,10 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=self.rt.amp)
 
+    def _forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.nets[k](x)
+
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.rt.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
@@ -152,12 +157,11 @@ class Trainer:
         total_loss, seen, steps = 0.0, 0, 0
         start = time.perf_counter()
         for images, indices in self.train_loader:
-            images = self._to_device(images)
+            views = [self._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
             indices = indices.to(self.rt.device, non_blocking=True)
             with self._autocast():
-                logits = [net(images) for net in self.nets]
-            selections = self.method.select(indices, logits)
-            loss = sum(masked_batch_loss(self.loss_fn(z, s.targets), s.mask) for z, s in zip(logits, selections))
+                logits = [[net(v) for v in views] for net in self.nets]
+            loss = self.method.loss(Batch(indices, views, logits, self._forward))
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
             self.optimizer.zero_grad(set_to_none=True)
@@ -167,7 +171,7 @@ class Trainer:
             for ema, net in zip(self.emas, self.nets):
                 ema.update(net)
             total_loss += loss.item()
-            seen += len(images)
+            seen += len(indices)
             steps += 1
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize()

@@ -8,7 +8,7 @@ import torch
 
 from mhss_ray.train.checkpoint import load_checkpoint, save_checkpoint
 from mhss_ray.errors import TrainingDiverged
-from mhss_ray.methods import build_method
+from mhss_ray.methods import AsymmetricLoss, build_method
 from mhss_ray.methods.baseline import FixedLabels
 from mhss_ray.train.loop import Trainer, fit
 
@@ -31,7 +31,7 @@ KEYS = ("train_loss", "val_mAP", "test_mAP", "test_f1_micro", "lr")
 
 
 def two_networks(cfg, observed, clean):
-    return FixedLabels(observed, num_networks=2)
+    return FixedLabels(observed, clean, AsymmetricLoss.from_config(cfg.loss), num_networks=2)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,176 @@
+"""Compare the methods on digits-mosaic under synthetic noise (CPU), and write the table.
+
+    python benchmarks/compare_methods.py                    # everything: variants x noises x seeds
+    python benchmarks/compare_methods.py --seeds 0          # one seed (resumable: done runs are kept)
+    python benchmarks/compare_methods.py --table-only       # rebuild methods.md from methods.json
+
+Every run is the real trainer (`Trainer.run`) on the demo config with the sizes below; each finished
+run is stored at once in benchmarks/results/methods.json, so an interrupted benchmark continues where
+it stopped. Test mAP is reported as the mean of the last 3 epochs and at the best clean-val epoch;
+selection figures are those of the last epoch (METHODS.md section 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mhss_ray.config import RunConfig, from_dict, read_yaml  # noqa: E402
+from mhss_ray.train.loop import Trainer  # noqa: E402
+from mhss_ray.train.run_folder import summarise  # noqa: E402
+
+VARIANTS = {
+    "asl-clean": {"name": "asl-clean"},
+    "asl": {"name": "asl"},
+    "coteaching": {"name": "coteaching"},
+    "coteaching-polarity": {"name": "coteaching", "granularity": "per_class_polarity"},
+    "coteaching-global": {"name": "coteaching", "granularity": "global"},
+    "coselfie": {"name": "coselfie"},
+    "disc": {"name": "disc"},
+    "mhss": {"name": "mhss"},
+    "mhss-cdnr-only": {"name": "mhss", "jcc": False},
+    "mhss-jcc-only": {"name": "mhss", "cdnr": False},
+}
+NOISES = {
+    "naive-0.4": {"mode": "naive", "rate": 0.4},
+    "complex-0.2": {"mode": "complex", "rate": 0.2},
+}
+SELECTION_KEYS = ("selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise")
+
+
+def run_config(base: dict, variant: str, noise: str, seed: int, n_train: int, epochs: int) -> RunConfig:
+    data = json.loads(json.dumps(base))
+    data["seed"] = seed
+    data["data"]["n_train"] = n_train
+    data["schedule"] = {"epochs": epochs}
+    data["noise"] = dict(NOISES[noise])
+    data["method"] = dict(VARIANTS[variant])
+    data.setdefault("runtime", {})["device"] = "cpu"
+    return from_dict(RunConfig, data)
+
+
+def run_one(cfg: RunConfig) -> dict:
+    history: list[dict] = []
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    trainer.run(lambda metrics, _ckpt: history.append(metrics), log=lambda line: print("   ", line, flush=True))
+    summary = summarise(history, trainer.data.class_names)
+    last = history[-1]
+    return {
+        "test_mAP_last3_mean": summary["test_mAP_last3_mean"],
+        "test_mAP_at_best_val": summary["test_mAP_at_best_val"],
+        "test_mAP_final": summary["test_mAP_final"],
+        "noise_rate_mean": summary["noise_rate_mean"],
+        **{k: last.get(k) for k in SELECTION_KEYS},
+        "curve_test_mAP": [m["test_mAP"] for m in history],
+        "curve_selection_precision": [m.get("selection_precision") for m in history],
+        "curve_selection_recall": [m.get("selection_recall") for m in history],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _mean_std(values: list) -> str:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}"
+
+
+def _mean_std_ratio(values: list) -> str:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "-"
+    return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
+
+
+def table(results: dict) -> str:
+    setup = results["setup"]
+    lines = [
+        "# Methods on digits-mosaic (CPU)",
+        "",
+        f"Written by `benchmarks/compare_methods.py` ({setup['n_train']} training mosaics, 32 px, timm resnet18, "
+        f"{setup['epochs']} epochs, batch {setup['batch_size']}, Adam + OneCycle at lr {setup['lr']:g}; method defaults: "
+        "α = 1, T_k = 10, per-class selection, q = 5, θ = 0.05, warm-up q (DISC 10)). Mean ± std over the seeds run "
+        "(column n). Test mAP: mean of the last 3 epochs and at the best clean-validation epoch. Selection figures: "
+        "last epoch, over both networks' training entries.",
+        "",
+    ]
+    for noise in NOISES:
+        lines += [
+            f"## Noise: {noise}",
+            "",
+            "| method | n | test mAP (last 3) | test mAP (best val) | sel. precision | sel. recall | corr. precision | corrections | residual noise |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for variant in VARIANTS:
+            runs = [r for k, r in results["runs"].items() if k.startswith(f"{variant}|{noise}|")]
+            if not runs:
+                continue
+            col = lambda key: [r[key] for r in runs]  # noqa: E731
+            lines.append(
+                f"| {variant} | {len(runs)} | {_mean_std(col('test_mAP_last3_mean'))} | {_mean_std(col('test_mAP_at_best_val'))} | "
+                f"{_mean_std_ratio(col('selection_precision'))} | {_mean_std_ratio(col('selection_recall'))} | "
+                f"{_mean_std_ratio(col('correction_precision'))} | {_mean_std(col('corrections'))} | {_mean_std_ratio(col('residual_noise'))} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--noises", nargs="+", default=list(NOISES), choices=list(NOISES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "methods.json"))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+
+    base = read_yaml(REPO / "search_spaces" / "demo.yaml")
+    base_cfg = from_dict(RunConfig, base)
+    path = Path(args.results)
+    setup = {"n_train": args.n_train, "epochs": args.epochs, "batch_size": base_cfg.data.batch_size, "lr": base_cfg.optim.lr}
+    results = json.loads(path.read_text()) if path.exists() else {"setup": setup, "runs": {}}
+    if results["setup"] != setup and not args.table_only:
+        print(f"{path} holds runs of another setup {results['setup']}; move it away first", file=sys.stderr)
+        return 2
+    if not args.table_only:
+        for seed in args.seeds:  # seed-major: a partial benchmark still covers every method
+            for noise in args.noises:
+                for variant in args.variants:
+                    key = f"{variant}|{noise}|{seed}"
+                    if key in results["runs"]:
+                        continue
+                    print(f"== {key}", flush=True)
+                    results["runs"][key] = run_one(run_config(base, variant, noise, seed, args.n_train, args.epochs))
+                    r = results["runs"][key]
+                    print(f"   -> test mAP last3 {r['test_mAP_last3_mean']:.2f}, best-val {r['test_mAP_at_best_val']:.2f}, {r['seconds']:.0f} s", flush=True)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _write_atomic(path, json.dumps(results, indent=1) + "\n")
+    md = table(results)
+    _write_atomic(path.with_name("methods.md"), md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Co-teaching-MLC (METHODS.md section 4): two networks, label-level small-loss selection with the
+global forget rate, cross update (network 1 learns from the entries network 2 selected)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import MethodConfig
+from .base import Method, Selection
+from .selection import forget_rates, small_loss_mask
+
+
+class CoTeaching(Method):
+    num_networks = 2
+
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float):
+        super().__init__(observed, clean, loss_fn)
+        self.cfg = cfg
+        self.eps_global = torch.full_like(eps_c, eps)  # section 2: tau = alpha * eps for every class
+
+    def tau(self) -> torch.Tensor:
+        return forget_rates(self.eps_global, self.cfg.alpha, self.epoch, self.cfg.t_k)
+
+    def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
+        labels = self.observed[indices]
+        tau = self.tau()
+        masks = [small_loss_mask(self.loss_fn(z.detach(), labels), tau, self.cfg.granularity, labels) for z in logits]
+        return [Selection(labels, masks[1]), Selection(labels, masks[0])]  # cross update

@@ -1,0 +1,54 @@
+"""Compact prediction histories for SELFIE-style refurbishment (METHODS.md section 5).
+
+Each network keeps, for every (sample, class), its last q <= 8 binary predictions as the bits of one
+uint8: 1 byte per entry, never float tensors of N x C x q. Every sample is seen exactly once per
+epoch (the trainer's batches cover the whole training set), so the history is full from epoch q - 1
+on, once the current prediction is recorded; no per-sample counter is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.uint8)
+
+
+class PredictionHistory:
+    def __init__(self, num_samples: int, num_classes: int, q: int, device: torch.device | str = "cpu"):
+        if not 1 <= q <= 8:
+            raise ValueError("q must be in [1, 8]")
+        self.q = q
+        self.mask = (1 << q) - 1
+        self.bits = torch.zeros(num_samples, num_classes, dtype=torch.uint8, device=device)
+        self.popcount = _POPCOUNT.to(device)
+
+    def record(self, indices: torch.Tensor, predictions: torch.Tensor) -> None:
+        """Push the batch's binary predictions (B x C, bool or 0/1) into the ring."""
+        shifted = (self.bits[indices].to(torch.int16) << 1) | predictions.to(torch.int16)
+        self.bits[indices] = (shifted & self.mask).to(torch.uint8)
+
+    def positive_fraction(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.popcount[self.bits[indices].long()].float() / self.q
+
+    def uncertainty(self, indices: torch.Tensor) -> torch.Tensor:
+        """u = H(m) / log 2, m the fraction of positive predictions (binary entropy in bits)."""
+        return binary_entropy_bits(self.positive_fraction(indices))
+
+    def majority(self, indices: torch.Tensor) -> torch.Tensor:
+        return (self.positive_fraction(indices) > 0.5).to(torch.uint8)
+
+    def state_dict(self) -> dict:
+        return {"bits": self.bits.cpu(), "q": self.q}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["q"] != self.q or state["bits"].shape != self.bits.shape:
+            raise ValueError("history state does not match this run (q or data size differ)")
+        self.bits.copy_(state["bits"])
+
+
+def binary_entropy_bits(m: torch.Tensor) -> torch.Tensor:
+    m = m.clamp(0.0, 1.0)
+    h = -(torch.xlogy(m, m) + torch.xlogy(1 - m, 1 - m))
+    return h / math.log(2)

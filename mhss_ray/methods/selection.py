@@ -1,0 +1,54 @@
+"""Forget-rate schedule and small-loss selection at label level (METHODS.md sections 2 and 3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def forget_rates(eps: torch.Tensor, alpha: float, epoch: int, t_k: int) -> torch.Tensor:
+    """tau_c(e) = alpha * eps_c * min(1, e / T_k) (section 2), clipped to [0, 1]. `eps` is a C vector;
+    pass the global eps repeated for the global forget rate, the eps_c for CDNR."""
+    ramp = 1.0 if t_k <= 0 else min(1.0, epoch / t_k)
+    return (alpha * eps * ramp).clamp(0.0, 1.0)
+
+
+def _keep_smallest_per_column(losses: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mask of the keep[c] smallest entries of every column c (stable order on ties)."""
+    order = torch.argsort(losses, dim=0, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(0, order, torch.arange(losses.shape[0], device=losses.device).unsqueeze(1).expand_as(order))
+    return ranks < keep.unsqueeze(0)
+
+
+def _kept_count(n: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    # ceil((1 - tau) * n), with a tolerance so that e.g. (1 - 0.2) * 10 = 8.000000001 keeps 8
+    return torch.ceil((1 - tau.double()) * n.double() - 1e-9).long()
+
+
+def small_loss_mask(losses: torch.Tensor, tau: torch.Tensor, granularity: str = "per_class", labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Entries (image, class) a network deems clean: the smallest losses (section 3).
+
+    per_class: in each column c keep the ceil((1 - tau_c) * B) smallest losses.
+    per_class_polarity: the same separately among the observed positives and observed negatives of c.
+    global: rank all B x C entries together and keep ceil((1 - mean tau) * B * C).
+    """
+    b, c = losses.shape
+    losses = losses.detach().float()
+    if granularity == "per_class":
+        return _keep_smallest_per_column(losses, _kept_count(torch.full((c,), b, device=losses.device), tau))
+    if granularity == "per_class_polarity":
+        assert labels is not None, "per_class_polarity needs the observed labels"
+        mask = torch.zeros_like(losses, dtype=torch.bool)
+        for polarity in (0, 1):
+            members = labels == polarity
+            masked = torch.where(members, losses, torch.full_like(losses, math.inf))
+            keep = _kept_count(members.sum(0), tau)
+            mask |= _keep_smallest_per_column(masked, keep) & members
+        return mask
+    if granularity == "global":
+        flat = losses.reshape(-1, 1)
+        keep = _kept_count(torch.tensor([b * c], device=losses.device), tau.float().mean().reshape(1))
+        return _keep_smallest_per_column(flat, keep).reshape(b, c)
+    raise ValueError(f"unknown granularity {granularity!r}")

@@ -1,0 +1,52 @@
+"""Label-level selection and correction metrics, against the clean labels (METHODS.md section 10)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class SelectionStats:
+    """Counts over one epoch, summed over the networks; kept on the device, read once per epoch.
+
+    selection_precision: share of the entries trained on whose training label equals the clean one.
+    selection_recall: share of the entries observed correctly that are trained on.
+    correction_precision: share of label changes whose new label equals the clean one.
+    corrections: number of label changes in the epoch.
+    residual_noise: share of entries whose current label differs from the clean one (epoch end).
+    """
+
+    def __init__(self, observed: torch.Tensor, clean: torch.Tensor):
+        self.observed, self.clean = observed, clean
+        self.reset()
+
+    def reset(self) -> None:
+        z = lambda: torch.zeros((), dtype=torch.long, device=self.clean.device)  # noqa: E731
+        self.trained, self.trained_correct, self.clean_seen, self.clean_trained = z(), z(), z(), z()
+        self.changed, self.changed_correct = z(), z()
+
+    def add_training(self, indices: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> None:
+        clean = self.clean[indices]
+        observed_ok = self.observed[indices] == clean
+        mask = torch.ones_like(observed_ok) if mask is None else mask.bool()
+        self.trained += mask.sum()
+        self.trained_correct += (mask & (targets.to(clean.dtype) == clean)).sum()
+        self.clean_seen += observed_ok.sum()
+        self.clean_trained += (mask & observed_ok).sum()
+
+    def add_corrections(self, indices: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
+        changed = old != new
+        self.changed += changed.sum()
+        self.changed_correct += (changed & (new == self.clean[indices])).sum()
+
+    def summary(self, current_labels: list[torch.Tensor]) -> dict[str, float]:
+        def ratio(a, b):
+            return float(a) / float(b) if int(b) > 0 else float("nan")
+
+        residual = sum(float((y != self.clean).float().mean()) for y in current_labels) / len(current_labels)
+        return {
+            "selection_precision": ratio(self.trained_correct, self.trained),
+            "selection_recall": ratio(self.clean_trained, self.clean_seen),
+            "correction_precision": ratio(self.changed_correct, self.changed),
+            "corrections": int(self.changed),
+            "residual_noise": residual,
+        }
