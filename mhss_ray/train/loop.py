@@ -8,6 +8,7 @@ RNG, method state, epoch) and then continues exactly as an uninterrupted run wit
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -71,6 +72,20 @@ def build_scheduler(cfg: OptimConfig, optimizer, steps_per_epoch: int, epochs: i
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def seed_host_rngs(seed: int, epoch: int) -> None:
+    """Python's and NumPy's global generators (timm's RandAugment draws from both) restart from
+    (seed, epoch) every epoch, so a resumed run augments as an uninterrupted one would."""
+    random.seed(seed * 1_000_003 + epoch)
+    np.random.seed((seed * 1_000_003 + epoch) % 2**32)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: derive Python's and NumPy's seeds from the per-worker torch seed."""
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
+
+
 class Trainer:
     """Everything one run holds; `fit` below is the entry point."""
 
@@ -97,7 +112,9 @@ class Trainer:
         bs = cfg.data.batch_size
         train_images = self.data.train.images if self.method.num_views == 1 else TwoViews(self.data.train.images)
         self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed)
-        loader_kw = dict(num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
+        loader_kw = dict(
+            num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0, worker_init_fn=seed_worker
+        )
         self.train_loader = DataLoader(train_images, batch_sampler=self.sampler, **loader_kw)
         self.eval_loaders = {
             "val": DataLoader(self.data.val.images, batch_size=bs * 2, shuffle=False, **loader_kw),
@@ -149,27 +166,32 @@ class Trainer:
         x = x.to(self.rt.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
 
+    def train_step(self, views: list[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:
+        """One optimisation step of every network on one batch (views already on the device)."""
+        with self._autocast():
+            logits = [[net(v) for v in views] for net in self.nets]
+        loss = self.method.loss(Batch(indices, views, logits, self._forward))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        for ema, net in zip(self.emas, self.nets):
+            ema.update(net)
+        return loss.detach()
+
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         for net in self.nets:
             net.train()
         self.sampler.set_epoch(epoch)
+        seed_host_rngs(self.cfg.seed, epoch)
         self.method.begin_epoch(epoch)
         total_loss, seen, steps = 0.0, 0, 0
         start = time.perf_counter()
         for images, indices in self.train_loader:
             views = [self._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
-            indices = indices.to(self.rt.device, non_blocking=True)
-            with self._autocast():
-                logits = [[net(v) for v in views] for net in self.nets]
-            loss = self.method.loss(Batch(indices, views, logits, self._forward))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            for ema, net in zip(self.emas, self.nets):
-                ema.update(net)
+            loss = self.train_step(views, indices.to(self.rt.device, non_blocking=True))
             total_loss += loss.item()
             seen += len(indices)
             steps += 1

@@ -27,7 +27,7 @@ class Recorder:
         shutil.copytree(checkpoint_dir, self.keep_dir)
 
 
-KEYS = ("train_loss", "val_mAP", "test_mAP", "test_f1_micro", "lr")
+KEYS = ("train_loss", "val_mAP", "test_mAP", "test_f1_micro", "lr", "selection_precision", "selection_recall", "corrections", "residual_noise")
 
 
 def two_networks(cfg, observed, clean):
@@ -40,8 +40,10 @@ def two_networks(cfg, observed, clean):
         ({}, build_method),
         ({"model": {"ema": True, "ema_decay": 0.9}, "optim": {"scheduler": "cosine"}}, build_method),
         ({"optim": {"name": "adamw"}}, two_networks),
+        ({"method": {"name": "mhss", "q": 2, "warmup": 1, "t_k": 1}, "noise": {"mode": "complex"}}, build_method),
+        ({"method": {"name": "disc", "warmup": 1}}, build_method),
     ],
-    ids=["plain", "ema-cosine", "two-networks"],
+    ids=["plain", "ema-cosine", "two-networks", "mhss", "disc"],
 )
 def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     cfg = tiny_config(**overrides)
