@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mhss_ray.config import RunConfig, from_dict, read_yaml  # noqa: E402
+from mhss_ray.methods.stats import SELECTION_KEYS  # noqa: E402
 from mhss_ray.train.loop import Trainer  # noqa: E402
 from mhss_ray.train.run_folder import summarise  # noqa: E402
 
@@ -45,7 +46,6 @@ NOISES = {
     "naive-0.4": {"mode": "naive", "rate": 0.4},
     "complex-0.2": {"mode": "complex", "rate": 0.2},
 }
-SELECTION_KEYS = ("selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise")
 
 
 def run_config(base: dict, variant: str, noise: str, seed: int, n_train: int, epochs: int) -> RunConfig:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 
 
+SELECTION_KEYS = ("selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise")
+
+
 class SelectionStats:
     """Counts over one epoch, summed over the networks; kept on the device, read once per epoch.
 

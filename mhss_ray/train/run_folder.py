@@ -18,6 +18,7 @@ import yaml
 
 from ..config import RunConfig, from_dict, read_yaml
 from ..errors import UserError
+from ..methods.stats import SELECTION_KEYS
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 
@@ -133,6 +134,7 @@ def summarise(history: list[dict], class_names: list[str]) -> dict:
         "images_per_s_mean": sum(m["images_per_s"] for m in history) / len(history),
         "total_seconds": sum(m["epoch_seconds"] for m in history),
         "checkpoint": f"checkpoint/{CHECKPOINT_FILE}",
+        "selection_final": {k: last[k] for k in SELECTION_KEYS if k in last},
     }
 
 
@@ -155,6 +157,7 @@ def summary_markdown(s: dict, cfg: RunConfig) -> str:
         f"| test F1 micro / macro at 0.5 | {_f(s['test_f1_micro_final'])} / {_f(s['test_f1_macro_final'])} |",
         f"| training images/s (mean) | {s['images_per_s_mean']:.0f} |",
         f"| total seconds | {s['total_seconds']:.1f} |",
+        *[f"| {k.replace('_', ' ')}, last epoch | {v:.4g} |" for k, v in s["selection_final"].items()],
         "",
         "| class | test AP | realised eps_c |",
         "| --- | --- | --- |",
