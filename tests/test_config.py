@@ -21,7 +21,7 @@ def _error(data) -> str:
         ({"data": {"batch_size": True}}, "data.batch_size: expected an integer in [1, 65536], got true"),
         ({"data": {"nope": 1}}, "data.nope: unknown key (known keys: name, root,"),
         ({"nope": {}}, "nope: unknown key"),
-        ({"method": {"name": "magic"}}, "method.name: expected one of asl, asl-clean, got 'magic'"),
+        ({"method": {"name": "magic"}}, "method.name: expected one of asl, asl-clean, coteaching, coselfie, mhss, disc, got 'magic'"),
         ({"model": {"ema": "yes"}}, "model.ema: expected true or false, got 'yes'"),
         ({"data": {"base_split": [0.5, "x", 0.2]}}, "data.base_split[1]: expected a number, got 'x'"),
         ({"data": {"base_split": [0.5, 0.5]}}, "data.base_split: expected three positive fractions that sum to 1"),
