@@ -93,7 +93,8 @@ class MethodConfig:
     noise_rate_source: Literal["oracle", "given"] = "oracle"
     noise_rates: Optional[list[float]] = None  # given eps_c, one per class
     noise_rate: Optional[float] = num(None, 0.0, 1.0)  # given global eps; default: mean of the eps_c
-    granularity: Literal["per_class", "per_class_polarity", "global"] = "per_class"  # section 3
+    # section 3; the default is what benchmarks/results/methods_gpu.md measured best (see benchmarks/README.md)
+    granularity: Literal["per_class", "per_class_polarity", "global"] = "per_class_polarity"
     # CoSELFIE / MHSS, sections 5-6
     q: int = num(5, 1, 8)  # history length
     theta: float = num(0.05, 0.0, 1.0)  # entropy threshold

@@ -25,14 +25,14 @@ def agreeing_logits(labels=OBSERVED) -> torch.Tensor:
 
 
 def test_coteaching_cross_update():
-    cfg = MethodConfig(name="coteaching", alpha=1.0, t_k=1)
+    cfg = MethodConfig(name="coteaching", alpha=1.0, t_k=1, granularity="per_class")
     m = CoTeaching(cfg, OBSERVED, CLEAN, ASL, eps_c=torch.tensor([0.5, 0.5]), eps=0.5)
     m.begin_epoch(3)
     z1 = torch.tensor([[3.0, 1.0], [-2.0, 0.5], [0.1, 2.0], [1.0, -3.0]])
     z2 = torch.tensor([[-3.0, 2.0], [2.0, -1.0], [1.0, -2.0], [0.0, 0.0]])
     s = m.select(ALL, [z1, z2])
-    mask1 = small_loss_mask(ASL(z1, OBSERVED), m.tau(), "per_class")
-    mask2 = small_loss_mask(ASL(z2, OBSERVED), m.tau(), "per_class")
+    mask1 = small_loss_mask(ASL(z1, OBSERVED), m.tau(), "per_class", OBSERVED)
+    mask2 = small_loss_mask(ASL(z2, OBSERVED), m.tau(), "per_class", OBSERVED)
     assert not torch.equal(mask1, mask2)
     assert torch.equal(s[0].mask, mask2) and torch.equal(s[1].mask, mask1)  # network 1 learns from network 2's pick
     assert torch.equal(s[0].targets, OBSERVED) and s[0].mask.sum() == 4  # ceil(0.5 * 4) per column
