@@ -15,7 +15,6 @@ checkpointed state divided by samples x classes x networks. Prints a table and w
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.train_speed import _relative, synthetic_bundle  # noqa: E402
+from benchmarks.common import relative, synthetic_bundle, write_result  # noqa: E402
 from mhss_ray.config import load_run_config  # noqa: E402
 from mhss_ray.data import build_dataset  # noqa: E402
 from mhss_ray.methods import AsymmetricLoss  # noqa: E402
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
         )
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.runtime.device != "cpu" else f"CPU ({torch.get_num_threads()} threads)"
     result = {
-        "config": _relative(args.config),
+        "config": relative(args.config),
         "overrides": args.overrides,
         "model": cfg.model.name,
         "image_size": cfg.data.image_size,
@@ -134,10 +133,7 @@ def main(argv=None) -> int:
             f"{r['method']:>18} | {r['networks']:>4} | {r['views']:>5} | {r['step_ms']:>8.1f} | {r['vs_two_asl_steps']:>8.2f} | "
             f"{r['bytes_per_sample_class_network']:>26.3f} | {r['history_bytes_per_sample_class_network']:>16.3f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {_relative(out)}")
+    write_result(args.out, result)
     return 0
 
 

@@ -13,7 +13,6 @@ measured in the same run: the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -25,26 +24,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import relative, synthetic_bundle, write_result  # noqa: E402
 from mhss_ray.config import load_run_config  # noqa: E402
-from mhss_ray.data import DataBundle, Split, build_dataset  # noqa: E402
-from mhss_ray.data.base import InMemoryImages  # noqa: E402
+from mhss_ray.data import build_dataset  # noqa: E402
 from mhss_ray.methods import AsymmetricLoss  # noqa: E402
 from mhss_ray.methods.baseline import FixedLabels  # noqa: E402
 from mhss_ray.train.loop import Trainer  # noqa: E402
-
-
-def synthetic_bundle(n: int, size: int, classes: int = 10, seed: int = 0) -> DataBundle:
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
-    labels = (torch.rand(n, classes, generator=g) < 0.2).numpy().astype(np.uint8)
-    few = Split(InMemoryImages(images[:64], 0.5, 0.25), labels[:64])
-    return DataBundle("synthetic", [str(c) for c in range(classes)], 3, Split(InMemoryImages(images, 0.5, 0.25), labels), few, few)
-
-
-def _relative(path: str) -> str:
-    """Paths inside the repository are recorded relative to it, so results name no machine."""
-    p = Path(path).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else p.name
 
 
 def main(argv=None) -> int:
@@ -80,7 +65,7 @@ def main(argv=None) -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.runtime.device != "cpu" else f"CPU ({torch.get_num_threads()} threads)"
     result = {
-        "config": _relative(args.config),
+        "config": relative(args.config),
         "overrides": args.overrides,
         "dataset": data.name,
         "train_images": len(data.train),
@@ -98,10 +83,7 @@ def main(argv=None) -> int:
     for r in rows:
         mem = f"{r['peak_gpu_mem_gib']:.2f}" if r["peak_gpu_mem_gib"] is not None else "-"
         print(f"{r['networks']:>8} | {r['images_per_s']:>9.1f} | {r['speed_vs_first']:>8.2f} | {mem:>12}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {_relative(out)}")
+    write_result(args.out, result)
     return 0
 
 
