@@ -68,5 +68,32 @@ def train_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-train", _train, argv))
 
 
+def _tune(argv) -> int:
+    parser = argparse.ArgumentParser(prog="mhss-tune", description="Hyperparameter study of a search-space file on Ray Tune.")
+    parser.add_argument("--space", required=True, help="search-space YAML: base run config + search: + tune:")
+    parser.add_argument("--storage", help="where the study's results go (overrides tune.storage_path)")
+    parser.add_argument("--name", help="study name (overrides tune.name; default: the space file's name)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base-config or tune.* key")
+    parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
+    args = parser.parse_args(argv)
+
+    from .tune.space import load_space
+
+    overrides = list(args.overrides)
+    if args.storage:
+        overrides.append(f"tune.storage_path={args.storage}")
+    if args.name:
+        overrides.append(f"tune.name={args.name}")
+    spec = load_space(args.space, overrides)
+    if args.dry_run:
+        print(spec.describe())
+        return 0
+    raise UserError("this version validates and describes studies only: run with --dry-run (the study runner is not built yet)")
+
+
+def tune_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-tune", _tune, argv))
+
+
 if __name__ == "__main__":
     train_main()

@@ -14,8 +14,18 @@ DATASETS: dict[str, Callable[[RunConfig], DataBundle]] = {
 }
 
 
+# name -> class names without loading the data (search spaces expand per-class dimensions from it)
+CLASS_NAMES: dict[str, Callable[[RunConfig], list[str]]] = {
+    "digits-mosaic": lambda cfg: [str(c) for c in range(digits_mosaic.NUM_CLASSES)],
+}
+
+
 def build_dataset(cfg: RunConfig) -> DataBundle:
     return DATASETS[cfg.data.name](cfg)
 
 
-__all__ = ["DATASETS", "DataBundle", "Split", "build_dataset"]
+def class_names(cfg: RunConfig) -> list[str]:
+    return CLASS_NAMES[cfg.data.name](cfg)
+
+
+__all__ = ["CLASS_NAMES", "DATASETS", "DataBundle", "Split", "build_dataset", "class_names"]

@@ -1,0 +1,370 @@
+"""Search-space files: a base run config, a `search:` block of distributions, a `tune:` block.
+
+    method:  {name: mhss}                 # the base run config (same schema as mhss-train)
+    search:
+      method.alpha: {dist: uniform, low: 0.25, high: 2.0}
+      method.noise_rates: {per_class: true, dist: uniform, low: 0.0, high: 0.5}   # one dimension per class
+    tune:
+      num_samples: 8
+      scheduler: {name: asha, grace_period: 3}
+
+Everything is validated on load with the YAML key path in the message: unknown config keys, unknown
+or missing distribution parameters, bounds outside the config field's own range (each bound is put
+into the base config and checked by the run-config validation), grid with HyperOpt, fractional GPUs
+with several workers. Search dimensions are flat keys (`method.alpha`, `method.noise_rates[3]`), which
+HyperOpt and Tune's samplers handle without nesting; `trial_config` turns a sampled point back into
+a RunConfig.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, get_type_hints
+
+from ..config import RunConfig, _show, apply_overrides, from_dict, num, read_yaml
+from ..data import class_names
+from ..errors import UserError
+
+PARAMS = {
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "quniform": ("low", "high", "q"),
+    "randint": ("low", "high"),
+    "qrandint": ("low", "high", "q"),
+    "choice": ("values",),
+    "grid": ("values",),
+}
+PER_CLASS_KEYS = ("method.noise_rates",)
+METRICS = ("val_mAP", "test_mAP", "val_f1_micro", "val_f1_macro", "train_loss")
+
+
+# ----------------------------------------------------------------------------- the tune: block
+
+
+@dataclass
+class SchedulerSection:
+    name: Literal["asha", "fifo"] = "asha"
+    max_t: Optional[int] = num(None, 1, 100_000)  # epochs; default: the base config's schedule.epochs
+    grace_period: int = num(1, 1, 100_000)
+    reduction_factor: float = num(3.0, 1.01, 100.0)
+    brackets: int = num(1, 1, 10)
+
+
+@dataclass
+class SearchAlgSection:
+    name: Literal["hyperopt", "random"] = "hyperopt"
+    points_to_evaluate: Optional[list] = None  # [{search key: value, ...}, ...]
+    n_initial_points: int = num(20, 1, 100_000)  # HyperOpt's random start
+    seed: Optional[int] = num(None, 0, 2**31 - 1)
+
+
+@dataclass
+class ResourcesSection:
+    workers: int = num(0, 0, 1024)  # 0: the loop runs inside the Tune trial, no Ray Train
+    cpus_per_worker: float = num(1.0, 0.1, 1024.0)
+    gpu_per_worker: float = num(0.0, 0.0, 8.0)  # a fraction (e.g. 0.25) only with one worker
+
+
+@dataclass
+class TuneSection:
+    metric: str = "val_mAP"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = num(8, 1, 1_000_000)
+    scheduler: SchedulerSection = field(default_factory=SchedulerSection)
+    search_alg: SearchAlgSection = field(default_factory=SearchAlgSection)
+    max_concurrent_trials: int = num(2, 1, 100_000)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    storage_path: str = "runs/studies"  # a local folder, an NFS mount, s3://... or gs://...
+    name: Optional[str] = None  # default: the space file's name
+    max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
+
+
+def _check_tune(t: TuneSection) -> None:
+    if t.metric not in METRICS:
+        raise UserError(f"tune.metric: expected one of {', '.join(METRICS)}, got {_show(t.metric)}")
+    r = t.resources
+    g = r.gpu_per_worker
+    if r.workers > 1 and g > 0 and (g < 1 or not float(g).is_integer()):
+        raise UserError(f"tune.resources.gpu_per_worker: {g:g} GPUs per worker with {r.workers} workers; several workers need whole GPUs (fractions only with workers: 0 or 1)")
+    if g > 1 and not float(g).is_integer():
+        raise UserError(f"tune.resources.gpu_per_worker: expected a fraction <= 1 or a whole number, got {g:g}")
+
+
+# ----------------------------------------------------------------------------- the search: block
+
+
+@dataclass
+class Dimension:
+    key: str  # a config key path; per-class dimensions end in [i]
+    dist: str
+    params: dict
+
+    def domain(self):
+        from ray import tune
+
+        p = self.params
+        if self.dist == "grid":
+            return tune.grid_search(list(p["values"]))
+        if self.dist == "choice":
+            return tune.choice(list(p["values"]))
+        if self.dist in ("quniform", "qrandint"):
+            return getattr(tune, self.dist)(p["low"], p["high"], p["q"])
+        return getattr(tune, self.dist)(p["low"], p["high"])
+
+    def describe(self) -> str:
+        p = self.params
+        if self.dist in ("choice", "grid"):
+            return f"{self.dist}({', '.join(map(str, p['values']))})"
+        return f"{self.dist}({', '.join(f'{p[k]:g}' for k in PARAMS[self.dist])})"
+
+
+_INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set a dotted key path (with an optional trailing [i] list index) in a nested mapping."""
+    m = _INDEXED.match(key)
+    path = (m.group(1) if m else key).split(".")
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    if m:
+        lst = node.get(path[-1])
+        if not isinstance(lst, list):
+            lst = node[path[-1]] = []
+        i = int(m.group(2))
+        lst.extend([None] * (i + 1 - len(lst)))
+        lst[i] = value
+    else:
+        node[path[-1]] = value
+
+
+def _config_field(key: str):
+    """The dataclass field a dotted key names, or a UserError naming the search key."""
+    cls, f = RunConfig, None
+    for part in key.split("."):
+        if f is not None:
+            cls = get_type_hints(cls)[f.name]
+            if not dataclasses.is_dataclass(cls):
+                raise UserError(f"search.{key}: {f.name} is not a section")
+        fields = {x.name: x for x in dataclasses.fields(cls)}
+        if part not in fields:
+            raise UserError(f"search.{key}: unknown config key")
+        f = fields[part]
+    if dataclasses.is_dataclass(get_type_hints(cls)[f.name]):
+        raise UserError(f"search.{key}: is a whole section; search one of its keys")
+    return f
+
+
+def _check_value(base: dict, key: str, value: Any, where: str) -> None:
+    """Put one candidate value into the base config and let the run-config validation judge it."""
+    trial = copy.deepcopy(base)
+    set_key(trial, key, value)
+    try:
+        from_dict(RunConfig, trial)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
+    if not isinstance(spec, dict):
+        raise UserError(f"{where}: expected a mapping like {{dist: uniform, low: 0, high: 1}}, got {_show(spec)}")
+    dist = spec.get("dist")
+    if dist not in PARAMS:
+        raise UserError(f"{where}.dist: expected one of {', '.join(PARAMS)}, got {_show(dist)}")
+    params = {k: v for k, v in spec.items() if k not in ("dist", "per_class")}
+    for k in params:
+        if k not in PARAMS[dist]:
+            raise UserError(f"{where}.{k}: not a parameter of {dist} (it takes {', '.join(PARAMS[dist])})")
+    for k in PARAMS[dist]:
+        if k not in params:
+            raise UserError(f"{where}.{k}: required by {dist}")
+    if dist in ("choice", "grid"):
+        if not isinstance(params["values"], list) or not params["values"]:
+            raise UserError(f"{where}.values: expected a non-empty list, got {_show(params['values'])}")
+        candidates = [("values", v) for v in params["values"]]
+    else:
+        integer = dist in ("randint", "qrandint")
+        for k in PARAMS[dist]:
+            v = params[k]
+            if isinstance(v, str):  # PyYAML reads 1e-3 as a string
+                try:
+                    v = float(v)
+                except ValueError:
+                    pass
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or (integer and not float(v).is_integer()):
+                raise UserError(f"{where}.{k}: expected {'an integer' if integer else 'a number'}, got {_show(params[k])}")
+            params[k] = int(v) if integer else float(v)
+        if params["low"] >= params["high"]:
+            raise UserError(f"{where}: low ({params['low']:g}) must be below high ({params['high']:g})")
+        if dist == "loguniform" and params["low"] <= 0:
+            raise UserError(f"{where}.low: loguniform needs low > 0, got {params['low']:g}")
+        if "q" in params and params["q"] <= 0:
+            raise UserError(f"{where}.q: expected a positive step, got {params['q']:g}")
+        candidates = [("low", params["low"]), ("high", params["high"])]
+    for name, value in candidates:
+        _check_value(base, key, value, f"{where}.{name}")
+    return Dimension(key, dist, params)
+
+
+def _dimensions(base: dict, base_cfg: RunConfig, search: Any) -> list[Dimension]:
+    if search is None:
+        return []
+    if not isinstance(search, dict):
+        raise UserError(f"search: expected a mapping of config keys to distributions, got {_show(search)}")
+    dims = []
+    for key, spec in search.items():
+        key = str(key)
+        where = f"search.{key}"
+        _config_field(key)
+        if isinstance(spec, dict) and spec.get("per_class"):
+            if key not in PER_CLASS_KEYS:
+                raise UserError(f"{where}.per_class: only {', '.join(PER_CLASS_KEYS)} takes one dimension per class")
+            names = class_names(base_cfg)
+            filled = copy.deepcopy(base)
+            set_key(filled, "method.noise_rate_source", "given")
+            set_key(filled, key, [0.0] * len(names))  # per-class values are checked with the others filled in
+            for i in range(len(names)):
+                dims.append(_dimension(filled, f"{key}[{i}]", dict(spec), where))
+        else:
+            dims.append(_dimension(base, key, spec, where))
+    return dims
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+@dataclass
+class StudySpec:
+    path: Path
+    base: dict  # the validated base run config, as a mapping
+    base_config: RunConfig
+    dimensions: list[Dimension]
+    tune: TuneSection
+    name: str
+    class_names: list[str]
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(d.params["values"]) for d in self.dimensions if d.dist == "grid")
+
+    @property
+    def num_trials(self) -> int:
+        return self.tune.num_samples * self.grid_size
+
+    @property
+    def max_t(self) -> int:
+        return self.tune.scheduler.max_t or self.base_config.schedule.epochs
+
+    def param_space(self) -> dict:
+        return {d.key: d.domain() for d in self.dimensions}
+
+    def trial_config(self, point: dict) -> RunConfig:
+        """The run config of one sampled point of the space ({search key: value})."""
+        data = copy.deepcopy(self.base)
+        for key, value in point.items():
+            set_key(data, key, value)
+            if key.startswith("method.noise_rates["):
+                set_key(data, "method.noise_rate_source", "given")
+        return from_dict(RunConfig, data)
+
+    def trial_resources(self) -> dict:
+        """Resources of one trial: its own process plus, with Ray Train, one bundle per worker."""
+        r = self.tune.resources
+        if r.workers == 0:
+            return {"CPU": r.cpus_per_worker, "GPU": r.gpu_per_worker}
+        return {"CPU": 1 + r.workers * r.cpus_per_worker, "GPU": r.workers * r.gpu_per_worker}
+
+    def trials_per_gpu(self) -> int | None:
+        g = self.trial_resources()["GPU"]
+        if g <= 0:
+            return None
+        return max(1, math.floor(1 / g + 1e-9)) if g < 1 else 1
+
+    def describe(self) -> str:
+        cfg, t = self.base_config, self.tune
+        r = t.resources
+        lines = [
+            f"study {self.name} ({self.path}) -> {t.storage_path.rstrip('/')}/{self.name}",
+            f"base: {cfg.data.name}, method {cfg.method.name} on {cfg.model.name}, {cfg.schedule.epochs} epochs, noise {cfg.noise.mode}",
+            f"search ({len(self.dimensions)} dimensions):",
+        ]
+        width = max((len(d.key) for d in self.dimensions), default=0)
+        lines += [f"  {d.key:<{width}}  {d.describe()}" for d in self.dimensions] or ["  (none: every trial runs the base config)"]
+        lines.append(f"trials: {self.num_trials} (num_samples {t.num_samples} x {self.grid_size} grid combination{'s' if self.grid_size != 1 else ''}); at most {t.max_concurrent_trials} at once")
+        s = t.scheduler
+        if s.name == "asha":
+            lines.append(f"scheduler: ASHA on epoch, max_t {self.max_t}, grace_period {s.grace_period}, reduction_factor {s.reduction_factor:g}, brackets {s.brackets}; metric {t.metric} ({t.mode})")
+        else:
+            lines.append(f"scheduler: FIFO (every trial runs {self.max_t} epochs); metric {t.metric} ({t.mode})")
+        a = t.search_alg
+        if a.name == "hyperopt":
+            lines.append(f"search algorithm: HyperOpt, {len(a.points_to_evaluate or [])} points to evaluate, {a.n_initial_points} random initial points")
+        else:
+            lines.append("search algorithm: random sampling")
+        res = self.trial_resources()
+        how = "in-process (workers: 0, no Ray Train)" if r.workers == 0 else f"Ray Train, {r.workers} worker{'s' if r.workers > 1 else ''} x ({r.cpus_per_worker:g} CPU, {r.gpu_per_worker:g} GPU)"
+        share = self.trials_per_gpu()
+        gpu_text = "no GPU" if share is None else (f"{share} trials share one GPU" if share > 1 else "whole GPUs")
+        lines.append(f"resources per trial: {how}: {res['CPU']:g} CPU, {res['GPU']:g} GPU; {gpu_text}")
+        lines.append(f"failures: each trial retried up to {t.max_failures} time{'s' if t.max_failures != 1 else ''}")
+        return "\n".join(lines)
+
+
+def _check_points(points: list | None, dims: list[Dimension], n_classes: int) -> None:
+    keys = {d.key for d in dims}
+    for i, point in enumerate(points or []):
+        where = f"tune.search_alg.points_to_evaluate[{i}]"
+        if not isinstance(point, dict):
+            raise UserError(f"{where}: expected a mapping of search keys to values, got {_show(point)}")
+        for key, value in point.items():
+            if key in PER_CLASS_KEYS and f"{key}[0]" in keys:
+                if not isinstance(value, list) or len(value) != n_classes:
+                    raise UserError(f"{where}.{key}: expected a list of {n_classes} values (one per class), got {_show(value)}")
+            elif key not in keys:
+                raise UserError(f"{where}.{key}: not a search key (search keys: {', '.join(sorted(keys))})")
+
+
+def _expand_points(points: list | None) -> list[dict]:
+    """Per-class lists in points_to_evaluate become the flat [i] keys of the space."""
+    out = []
+    for point in points or []:
+        flat = {}
+        for key, value in point.items():
+            if key in PER_CLASS_KEYS and isinstance(value, list):
+                flat.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+            else:
+                flat[key] = value
+        out.append(flat)
+    return out
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+    """Read and validate a search-space file; `--set` overrides apply to the base config and tune.*."""
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        search = data.get("search")
+        rest = {k: v for k, v in data.items() if k != "search"}
+        apply_overrides(rest, overrides or [])
+        tune_raw = rest.pop("tune", None) or {}
+        base_cfg = from_dict(RunConfig, rest)
+        tune_section = from_dict(TuneSection, tune_raw, "tune")
+        _check_tune(tune_section)
+        names = class_names(base_cfg)
+        dims = _dimensions(rest, base_cfg, search)
+        if tune_section.search_alg.name == "hyperopt":
+            for d in dims:
+                if d.dist == "grid":
+                    raise UserError(f"search.{d.key}.dist: grid is not supported with tune.search_alg.name hyperopt (use choice, or search_alg random)")
+        _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
+        tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return StudySpec(path, rest, base_cfg, dims, tune_section, tune_section.name or path.stem, names)

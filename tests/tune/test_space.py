@@ -1,0 +1,129 @@
+"""Search-space files: expansion, trial configs and key-path errors (mhss_ray.tune.space)."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from ray.tune.search.sample import Categorical, Float, Integer
+
+from mhss_ray.errors import UserError
+from mhss_ray.tune.space import load_space
+
+SPACE = {
+    "data": {"n_train": 400},
+    "noise": {"mode": "complex", "rate": 0.2},
+    "method": {"name": "mhss"},
+    "schedule": {"epochs": 6},
+    "search": {
+        "method.alpha": {"dist": "uniform", "low": 0.25, "high": 2.0},
+        "method.theta": {"dist": "loguniform", "low": 0.01, "high": 0.3},
+        "method.noise_rates": {"per_class": True, "dist": "uniform", "low": 0.0, "high": 0.5},
+        "method.q": {"dist": "qrandint", "low": 3, "high": 8, "q": 1},
+        "optim.lr": {"dist": "choice", "values": ["1e-3", 3.0e-4]},
+    },
+    "tune": {
+        "num_samples": 6,
+        "scheduler": {"name": "asha", "grace_period": 2},
+        "search_alg": {"name": "hyperopt", "n_initial_points": 3, "points_to_evaluate": [{"method.alpha": 1.0, "method.noise_rates": [0.1] * 10}]},
+        "resources": {"workers": 1, "gpu_per_worker": 0.25},
+    },
+}
+
+
+def write(tmp_path, data, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def edited(**changes):
+    import copy
+
+    data = copy.deepcopy(SPACE)
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return data
+
+
+def test_space_expands_per_class_and_builds_trial_configs(tmp_path):
+    spec = load_space(write(tmp_path, SPACE))
+    keys = [d.key for d in spec.dimensions]
+    assert keys[:2] == ["method.alpha", "method.theta"] and keys[-2:] == ["method.q", "optim.lr"]
+    assert [k for k in keys if k.startswith("method.noise_rates[")] == [f"method.noise_rates[{i}]" for i in range(10)]
+    space = spec.param_space()
+    assert isinstance(space["method.alpha"], Float) and isinstance(space["method.q"], Integer) and isinstance(space["optim.lr"], Categorical)
+    assert spec.num_trials == 6 and spec.max_t == 6 and spec.trials_per_gpu() == 4
+    assert spec.trial_resources() == {"CPU": 2.0, "GPU": 0.25}
+    point = {"method.alpha": 0.7, "method.theta": 0.02, "method.q": 4, "optim.lr": 3e-4, **{f"method.noise_rates[{i}]": i / 100 for i in range(10)}}
+    cfg = spec.trial_config(point)
+    assert (cfg.method.alpha, cfg.method.q, cfg.optim.lr, cfg.method.noise_rate_source) == (0.7, 4, 3e-4, "given")
+    assert cfg.method.noise_rates == [i / 100 for i in range(10)] and cfg.data.n_train == 400
+    # per-class lists in points_to_evaluate become the flat keys of the space
+    assert spec.tune.search_alg.points_to_evaluate == [{"method.alpha": 1.0, **{f"method.noise_rates[{i}]": 0.1 for i in range(10)}}]
+
+
+def test_grid_multiplies_trials_with_random_search(tmp_path):
+    data = edited(**{"search/method.name": {"dist": "grid", "values": ["mhss", "coselfie"]}, "tune/search_alg": {"name": "random"}})
+    spec = load_space(write(tmp_path, data))
+    assert spec.grid_size == 2 and spec.num_trials == 12
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"search/method.alph": {"dist": "uniform", "low": 0, "high": 1}}, "search.method.alph: unknown config key"),
+        ({"search/method": {"dist": "uniform", "low": 0, "high": 1}}, "search.method: is a whole section"),
+        ({"search/method.alpha": {"dist": "normal", "low": 0, "high": 1}}, "search.method.alpha.dist: expected one of uniform"),
+        ({"search/method.alpha": {"dist": "uniform", "low": 0}}, "search.method.alpha.high: required by uniform"),
+        ({"search/method.alpha": {"dist": "uniform", "low": 0, "high": 1, "step": 2}}, "search.method.alpha.step: not a parameter of uniform"),
+        ({"search/method.alpha": {"dist": "uniform", "low": 1, "high": 0.5}}, "search.method.alpha: low (1) must be below high (0.5)"),
+        ({"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}, "search.method.alpha.high: method.alpha: expected a number in [0, 2], got 3"),
+        ({"search/method.alpha": {"dist": "uniform", "low": "abc", "high": 1}}, "search.method.alpha.low: expected a number, got 'abc'"),
+        ({"search/method.theta": {"dist": "loguniform", "low": 0, "high": 0.3}}, "search.method.theta.low: loguniform needs low > 0"),
+        ({"search/method.noise_rates": {"per_class": True, "dist": "uniform", "low": 0, "high": 1.5}}, "search.method.noise_rates.high: method.noise_rates[0]: expected a number in [0, 1], got 1.5"),
+        ({"search/method.alpha": {"per_class": True, "dist": "uniform", "low": 0, "high": 1}}, "search.method.alpha.per_class: only method.noise_rates"),
+        ({"search/optim.name": {"dist": "choice", "values": ["adam", "lion"]}}, "search.optim.name.values: optim.name: expected one of adam, adamw, sgd, got 'lion'"),
+        ({"search/method.name": {"dist": "grid", "values": ["mhss"]}}, "search.method.name.dist: grid is not supported with tune.search_alg.name hyperopt"),
+        ({"tune/resources": {"workers": 2, "gpu_per_worker": 0.5}}, "tune.resources.gpu_per_worker: 0.5 GPUs per worker with 2 workers"),
+        ({"tune/resources": {"workers": 1, "gpu_per_worker": 1.5}}, "tune.resources.gpu_per_worker: expected a fraction <= 1 or a whole number, got 1.5"),
+        ({"tune/resources": {"workers": 1, "gpu_per_worker": 0}, "tune/num_samples": 0}, "tune.num_samples: expected an integer in [1, 1e+06], got 0"),
+        ({"tune/metric": "accuracy"}, "tune.metric: expected one of val_mAP"),
+        ({"tune/schedulr": {}}, "tune.schedulr: unknown key"),
+        ({"tune/search_alg": {"points_to_evaluate": [{"method.beta": 1}]}}, "tune.search_alg.points_to_evaluate[0].method.beta: not a search key"),
+        ({"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}}, "points_to_evaluate[0].method.noise_rates: expected a list of 10 values"),
+        ({"method/alpha": 5}, "method.alpha: expected a number in [0, 2], got 5"),
+        ({"search": [1, 2]}, "search: expected a mapping of config keys to distributions"),
+    ],
+)
+def test_bad_spaces_name_the_file_and_key(tmp_path, changes, message):
+    with pytest.raises(UserError) as exc:
+        load_space(write(tmp_path, edited(**changes)))
+    text = str(exc.value)
+    assert text.startswith(str(tmp_path / "space.yaml") + ": ") and message in text, text
+
+
+def test_overrides_reach_base_config_and_tune_block(tmp_path):
+    spec = load_space(write(tmp_path, SPACE), ["schedule.epochs=9", "tune.num_samples=3", "tune.name=mine"])
+    assert spec.base_config.schedule.epochs == 9 and spec.max_t == 9 and spec.num_trials == 3 and spec.name == "mine"
+
+
+def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env):
+    path = write(tmp_path, SPACE)
+    run = lambda *a: subprocess.run([sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", *map(str, a)], env=cli_env, capture_output=True, text=True, timeout=120)  # noqa: E731
+    proc = run("--space", path, "--dry-run", "--storage", tmp_path / "studies")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "search (14 dimensions)" in out and "method.noise_rates[9]" in out and "qrandint(3, 8, 1)" in out
+    assert "trials: 6 (num_samples 6" in out and "4 trials share one GPU" in out and "ASHA on epoch, max_t 6, grace_period 2" in out
+    assert not (tmp_path / "studies").exists()
+    bad = run("--space", write(tmp_path, edited(**{"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}), "bad.yaml"), "--dry-run")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    assert "bad.yaml: search.method.alpha.high" in bad.stderr
