@@ -46,7 +46,7 @@ def _train(argv) -> int:
             print(f"resuming {folder.path}: it stopped before its first checkpoint, starting at epoch 1", flush=True)
         else:
             trainer.load_state_dict(state)
-            print(f"resuming {folder.path} after epoch {state['epoch'] + 1}", flush=True)
+            print(f"resuming {folder.path} after epoch {state['epoch']}", flush=True)
     else:
         if not args.config:
             raise UserError("--config FILE is required (e.g. --config search_spaces/demo.yaml)")
@@ -74,6 +74,8 @@ def _tune(argv) -> int:
     parser.add_argument("--storage", help="where the study's results go (overrides tune.storage_path)")
     parser.add_argument("--name", help="study name (overrides tune.name; default: the space file's name)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base-config or tune.* key")
+    parser.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start a local one")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
     args = parser.parse_args(argv)
 
@@ -85,10 +87,16 @@ def _tune(argv) -> int:
     if args.name:
         overrides.append(f"tune.name={args.name}")
     spec = load_space(args.space, overrides)
+    print(spec.describe(), flush=True)
     if args.dry_run:
-        print(spec.describe())
         return 0
-    raise UserError("this version validates and describes studies only: run with --dry-run (the study runner is not built yet)")
+    from .tune.study import best_table, run_study, study_path
+
+    results = run_study(spec, address=args.address, resume=args.resume)
+    errors = sum(1 for r in results if r.error)
+    print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
+    print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")
+    return 1 if errors == len(results) else 0
 
 
 def tune_main(argv=None) -> int:

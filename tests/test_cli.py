@@ -31,14 +31,14 @@ def test_train_writes_metrics_checkpoint_summary_and_resumes(tmp_path, tiny_yaml
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout  # progress, one line per epoch
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines] == [0, 1]
+    assert [m["epoch"] for m in lines] == [1, 2]
     for key in ("test_mAP", "val_mAP", "test_AP_0", "test_f1_micro", "test_f1_macro", "images_per_s", "epoch_seconds", "noise_rate_0"):
         assert key in lines[-1]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["test_mAP_final"] == lines[-1]["test_mAP"]
     assert 0 < summary["noise_rate_mean"] < 0.2  # naive 0.2 on entries: 2*floor(0.2*|pos_c|)/N
     assert (out / "summary.md").read_text().startswith("# Run summary")
-    assert torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
     # Same folder again without --overwrite: refused, untouched.
     again = run(["--config", tiny_yaml, "--out", out], cli_env)
@@ -70,7 +70,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, tiny_yaml, cli_env):
     resumed = run(["--out", out, "--resume"], cli_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch 4/4" in resumed.stdout
-    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0, 1, 2, 3]
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4]
     assert json.loads((out / "summary.json").read_text())["epochs"] == 4
 
 
@@ -81,7 +81,7 @@ def test_resume_of_a_run_that_died_before_its_first_checkpoint_starts_over(tmp_p
     resumed = run(["--out", out, "--resume"], cli_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "starting at epoch 1" in resumed.stdout
-    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 @pytest.mark.parametrize(

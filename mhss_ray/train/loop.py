@@ -128,7 +128,7 @@ class Trainer:
 
     def state_dict(self, epoch: int) -> dict:
         return {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # epochs completed
             "networks": [n.state_dict() for n in self.nets],
             "emas": [e.state_dict() for e in self.emas],
             "optimizer": self.optimizer.state_dict(),
@@ -151,7 +151,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.start_epoch = state["epoch"] + 1
+        self.start_epoch = state["epoch"]
 
     # ---------------------------------------------------------------- epochs
 
@@ -241,7 +241,7 @@ class Trainer:
         history = []
         for epoch in range(self.start_epoch, epochs):
             start = time.perf_counter()
-            metrics = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}  # epochs completed, 1-based
             metrics.update(self.train_one_epoch(epoch))
             metrics.update(self.evaluate())
             metrics.update(self.noise_metrics())

@@ -56,7 +56,7 @@ class RunFolder:
             changed = first_difference(state["config"], cfg.to_dict())
             if changed:
                 raise UserError(f"{self.config_file}: {changed} differs from the checkpoint's config; a run resumes with the config it started with")
-        last_done = state["epoch"] if state else -1
+        last_done = state["epoch"] if state else 0
         kept = [m for m in self.read_metrics() if m["epoch"] <= last_done]
         self._write_atomic(self.metrics_file, "".join(json.dumps(m) + "\n" for m in kept))
         return cfg, state
@@ -153,7 +153,7 @@ def summary_markdown(s: dict, cfg: RunConfig) -> str:
         f"| epochs | {s['epochs']} |",
         f"| test mAP, last epoch | {_f(s['test_mAP_final'])} |",
         f"| test mAP, mean of last 3 epochs | {_f(s['test_mAP_last3_mean'])} |",
-        f"| test mAP at best val epoch ({s['best_val_epoch'] + 1}) | {_f(s['test_mAP_at_best_val'])} |",
+        f"| test mAP at best val epoch ({s['best_val_epoch']}) | {_f(s['test_mAP_at_best_val'])} |",
         f"| test F1 micro / macro at 0.5 | {_f(s['test_f1_micro_final'])} / {_f(s['test_f1_macro_final'])} |",
         f"| training images/s (mean) | {s['images_per_s_mean']:.0f} |",
         f"| total seconds | {s['total_seconds']:.1f} |",

@@ -49,7 +49,7 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     cfg = tiny_config(**overrides)
     full = Recorder(tmp_path / "full")
     Trainer(cfg, method_factory=factory).run(full, log=lambda _: None)
-    assert [m["epoch"] for m in full.metrics] == [0, 1, 2]
+    assert [m["epoch"] for m in full.metrics] == [1, 2, 3]
 
     # two epochs, as if the process then died; resume in a fresh trainer
     trainer = Trainer(cfg, method_factory=factory)
@@ -62,7 +62,7 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     trainer = Trainer(cfg, method_factory=factory)
     trainer.load_state_dict(load_checkpoint(tmp_path / "first"))
     trainer.run(resumed, log=lambda _: None)
-    assert [m["epoch"] for m in resumed.metrics] == [2]
+    assert [m["epoch"] for m in resumed.metrics] == [3]
     for key in KEYS:
         assert math.isclose(resumed.metrics[0][key], full.metrics[2][key], rel_tol=1e-6, abs_tol=1e-9), key
     for key in ("train_loss", "test_mAP"):
@@ -80,7 +80,7 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     fit(tiny_config(schedule={"epochs": 1}), rec, log=lambda _: None)
     state = load_checkpoint(tmp_path / "ckpt")  # weights_only=True inside
     assert set(state) == {"epoch", "networks", "emas", "optimizer", "scheduler", "method", "rng", "config"}
-    assert state["epoch"] == 0 and isinstance(state["rng"]["torch"], torch.Tensor)
+    assert state["epoch"] == 1 and isinstance(state["rng"]["torch"], torch.Tensor)
 
 
 def test_asl_clean_learns_from_clean_labels():

@@ -1,0 +1,58 @@
+"""A real study on a real local Ray cluster (CPU): ASHA on epoch, HyperOpt, every trial reports."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+TINY_SPACE = {
+    "seed": 1,
+    "data": {"image_size": 16, "n_train": 128, "n_val": 48, "n_test": 48, "batch_size": 32},
+    "noise": {"mode": "naive", "rate": 0.2},
+    "model": {"name": "resnet18"},
+    "method": {"name": "coteaching"},
+    "schedule": {"epochs": 4},
+    "runtime": {"device": "cpu", "threads": 1},
+    "search": {
+        "method.alpha": {"dist": "uniform", "low": 0.25, "high": 2.0},
+        "optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 3e-3},
+    },
+    "tune": {
+        "num_samples": 5,
+        "max_concurrent_trials": 2,
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "search_alg": {"name": "hyperopt", "n_initial_points": 2, "seed": 7, "points_to_evaluate": [{"method.alpha": 1.0, "optim.lr": 1e-3}]},
+        "resources": {"workers": 0, "cpus_per_worker": 1},
+    },
+}
+
+
+def test_tiny_study_runs_with_asha_and_hyperopt(tmp_path, cli_env):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY_SPACE))
+    storage = tmp_path / "studies"
+    env = dict(cli_env, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "best trials by val_mAP" in proc.stdout and str(storage / "tiny") in proc.stdout
+
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(storage / "tiny"))
+    frames = analysis.trial_dataframes
+    assert len(frames) == 5
+    epochs = {trial_id: df["epoch"].max() for trial_id, df in frames.items()}
+    for df in frames.values():
+        assert {"epoch", "val_mAP"} <= set(df.columns)
+        assert list(df["epoch"]) == list(range(1, len(df) + 1))  # one report per epoch, in order
+    assert min(epochs.values()) < 4 <= max(epochs.values()), f"ASHA should stop some trials early: {epochs}"
+    configs = pd.DataFrame([t.config for t in analysis.trials])
+    assert ((configs["method.alpha"] == 1.0) & (configs["optim.lr"] == 1e-3)).any()  # points_to_evaluate ran
+    assert configs["method.alpha"].nunique() >= 4  # HyperOpt's own suggestions differ
