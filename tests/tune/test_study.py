@@ -56,3 +56,53 @@ def test_tiny_study_runs_with_asha_and_hyperopt(tmp_path, cli_env):
     configs = pd.DataFrame([t.config for t in analysis.trials])
     assert ((configs["method.alpha"] == 1.0) & (configs["optim.lr"] == 1e-3)).any()  # points_to_evaluate ran
     assert configs["method.alpha"].nunique() >= 4  # HyperOpt's own suggestions differ
+
+
+def test_killed_study_resumes_from_its_checkpoints(tmp_path, cli_env):
+    import json
+    import os
+    import signal
+    import time
+
+    data = dict(TINY_SPACE)
+    data["schedule"] = {"epochs": 6}
+    data["tune"] = {
+        "num_samples": 2,
+        "max_concurrent_trials": 1,
+        "scheduler": {"name": "fifo"},
+        "search_alg": {"name": "random", "seed": 3},
+        "resources": {"workers": 0, "cpus_per_worker": 1},
+    }
+    space = tmp_path / "resume.yaml"
+    space.write_text(yaml.safe_dump(data))
+    storage = tmp_path / "studies"
+    env = dict(cli_env, RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
+
+    def reported_epochs():
+        out = {}
+        for f in storage.rglob("result.json"):
+            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            if rows:
+                out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
+        return out
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if any(len(e) >= 2 for e in reported_epochs().values()):
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    before = reported_epochs()
+    assert before and max(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
+
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = reported_epochs()
+    assert len(after) == 2 and all(e[-1] == 6 for e in after.values()), after
+    for trial_id, epochs in before.items():
+        # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
+        assert after[trial_id].count(1) == 1, after[trial_id]
+        assert after[trial_id][: len(epochs)] == epochs
