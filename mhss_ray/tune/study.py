@@ -43,8 +43,12 @@ def trial_main(config: dict, spec: StudySpec) -> None:
         with checkpoint.as_directory() as folder:
             trainer.load_state_dict(load_checkpoint(folder))
 
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()  # which node ran it (analysis, node-loss checks)
+
     def report(metrics: dict, checkpoint_dir: str) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
     trainer.run(report, log=lambda line: print(line, flush=True))
 
