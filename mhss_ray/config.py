@@ -149,7 +149,7 @@ class RunConfig:
 # ----------------------------------------------------------------------------- validation
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     return repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
@@ -183,7 +183,7 @@ def _is_optional(tp) -> tuple[bool, Any]:
 def _number(value: Any, kind: type, meta: dict, path: str):
     lo, hi = meta.get("range", (None, None))
     noun = "an integer" if kind is int else "a number"
-    expected = f"{path}: expected {noun}{_range_text(lo, hi)}, got {_show(value)}"
+    expected = f"{path}: expected {noun}{_range_text(lo, hi)}, got {show_value(value)}"
     if isinstance(value, bool):
         raise UserError(expected)
     if isinstance(value, str) and kind is float:
@@ -219,26 +219,26 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise UserError(f"{path}: expected one of {', '.join(map(str, choices))}, got {_show(value)}")
+            raise UserError(f"{path}: expected one of {', '.join(map(str, choices))}, got {show_value(value)}")
         return value
     if origin is list:
         (item_tp,) = get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"{path}: expected a list, got {_show(value)}")
+            raise UserError(f"{path}: expected a list, got {show_value(value)}")
         return [_coerce(v, item_tp, meta, f"{path}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise UserError(f"{path}: expected true or false, got {_show(value)}")
+            raise UserError(f"{path}: expected true or false, got {show_value(value)}")
         return value
     if tp in (list, dict):
         if not isinstance(value, tp):
-            raise UserError(f"{path}: expected a {'list' if tp is list else 'mapping'}, got {_show(value)}")
+            raise UserError(f"{path}: expected a {'list' if tp is list else 'mapping'}, got {show_value(value)}")
         return value
     if tp in (int, float):
         return _number(value, tp, meta, path)
     if tp is str:
         if not isinstance(value, str) or not value:
-            raise UserError(f"{path}: expected a non-empty string, got {_show(value)}")
+            raise UserError(f"{path}: expected a non-empty string, got {show_value(value)}")
         return value
     raise TypeError(f"config field {path} has an unsupported type {tp!r}")  # a bug, not a user error
 
@@ -246,7 +246,7 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
 def from_dict(cls: type, data: Any, path: str = ""):
     """Build dataclass `cls` from a YAML mapping, naming the key path of the first bad value."""
     if not isinstance(data, dict):
-        raise UserError(f"{path or 'config'}: expected a mapping, got {_show(data)}")
+        raise UserError(f"{path or 'config'}: expected a mapping, got {show_value(data)}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
@@ -266,7 +266,7 @@ def _check_consistency(obj: Any, path: str) -> None:
         for i, item in enumerate(obj.confusions or []):
             where = _join(path, f"confusions[{i}]")
             if not isinstance(item, list) or len(item) != 3:
-                raise UserError(f"{where}: expected [true class, reported class, rate], got {_show(item)}")
+                raise UserError(f"{where}: expected [true class, reported class, rate], got {show_value(item)}")
             _number(item[2], float, {"range": (0.0, 1.0)}, where + "[2]")
     if isinstance(obj, MethodConfig):
         for i, rate in enumerate(obj.noise_rates or []):
@@ -276,7 +276,7 @@ def _check_consistency(obj: Any, path: str) -> None:
     if isinstance(obj, DataConfig):
         split = obj.base_split
         if len(split) != 3 or any(s <= 0 for s in split) or abs(sum(split) - 1) > 1e-6:
-            raise UserError(f"{_join(path, 'base_split')}: expected three positive fractions that sum to 1, got {_show(split)}")
+            raise UserError(f"{_join(path, 'base_split')}: expected three positive fractions that sum to 1, got {show_value(split)}")
 
 
 # ----------------------------------------------------------------------------- files and overrides
@@ -301,7 +301,7 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {_show(data)}")
+        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {show_value(data)}")
     return data
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, get_type_hints
 
-from ..config import RunConfig, _show, apply_overrides, from_dict, num, read_yaml
+from ..config import RunConfig, show_value, apply_overrides, from_dict, num, read_yaml
 from ..data import class_names
 from ..errors import UserError
 
@@ -86,7 +86,7 @@ class TuneSection:
 
 def _check_tune(t: TuneSection) -> None:
     if t.metric not in METRICS:
-        raise UserError(f"tune.metric: expected one of {', '.join(METRICS)}, got {_show(t.metric)}")
+        raise UserError(f"tune.metric: expected one of {', '.join(METRICS)}, got {show_value(t.metric)}")
     r = t.resources
     g = r.gpu_per_worker
     if r.workers > 1 and g > 0 and (g < 1 or not float(g).is_integer()):
@@ -173,10 +173,10 @@ def _check_value(base: dict, key: str, value: Any, where: str) -> None:
 
 def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
     if not isinstance(spec, dict):
-        raise UserError(f"{where}: expected a mapping like {{dist: uniform, low: 0, high: 1}}, got {_show(spec)}")
+        raise UserError(f"{where}: expected a mapping like {{dist: uniform, low: 0, high: 1}}, got {show_value(spec)}")
     dist = spec.get("dist")
     if dist not in PARAMS:
-        raise UserError(f"{where}.dist: expected one of {', '.join(PARAMS)}, got {_show(dist)}")
+        raise UserError(f"{where}.dist: expected one of {', '.join(PARAMS)}, got {show_value(dist)}")
     params = {k: v for k, v in spec.items() if k not in ("dist", "per_class")}
     for k in params:
         if k not in PARAMS[dist]:
@@ -186,7 +186,7 @@ def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
             raise UserError(f"{where}.{k}: required by {dist}")
     if dist in ("choice", "grid"):
         if not isinstance(params["values"], list) or not params["values"]:
-            raise UserError(f"{where}.values: expected a non-empty list, got {_show(params['values'])}")
+            raise UserError(f"{where}.values: expected a non-empty list, got {show_value(params['values'])}")
         candidates = [("values", v) for v in params["values"]]
     else:
         integer = dist in ("randint", "qrandint")
@@ -199,7 +199,7 @@ def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
                     pass
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or (integer and not float(v).is_integer()):
-                raise UserError(f"{where}.{k}: expected {'an integer' if integer else 'a number'}, got {_show(params[k])}")
+                raise UserError(f"{where}.{k}: expected {'an integer' if integer else 'a number'}, got {show_value(params[k])}")
             params[k] = int(v) if integer else float(v)
         if params["low"] >= params["high"]:
             raise UserError(f"{where}: low ({params['low']:g}) must be below high ({params['high']:g})")
@@ -217,7 +217,7 @@ def _dimensions(base: dict, base_cfg: RunConfig, search: Any) -> list[Dimension]
     if search is None:
         return []
     if not isinstance(search, dict):
-        raise UserError(f"search: expected a mapping of config keys to distributions, got {_show(search)}")
+        raise UserError(f"search: expected a mapping of config keys to distributions, got {show_value(search)}")
     dims = []
     for key, spec in search.items():
         key = str(key)
@@ -322,11 +322,11 @@ def _check_points(points: list | None, dims: list[Dimension], n_classes: int) ->
     for i, point in enumerate(points or []):
         where = f"tune.search_alg.points_to_evaluate[{i}]"
         if not isinstance(point, dict):
-            raise UserError(f"{where}: expected a mapping of search keys to values, got {_show(point)}")
+            raise UserError(f"{where}: expected a mapping of search keys to values, got {show_value(point)}")
         for key, value in point.items():
             if key in PER_CLASS_KEYS and f"{key}[0]" in keys:
                 if not isinstance(value, list) or len(value) != n_classes:
-                    raise UserError(f"{where}.{key}: expected a list of {n_classes} values (one per class), got {_show(value)}")
+                    raise UserError(f"{where}.{key}: expected a list of {n_classes} values (one per class), got {show_value(value)}")
             elif key not in keys:
                 raise UserError(f"{where}.{key}: not a search key (search keys: {', '.join(sorted(keys))})")
 
