@@ -127,3 +127,13 @@ def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env
     bad = run("--space", write(tmp_path, edited(**{"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}), "bad.yaml"), "--dry-run")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert "bad.yaml: search.method.alpha.high" in bad.stderr
+
+
+def test_ray_train_workers_are_refused_clearly_for_now(tmp_path, cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(write(tmp_path, SPACE)), "--storage", str(tmp_path / "s")],
+        env=cli_env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["mhss-tune: error: tune.resources.workers: Ray Train workers are not supported yet; use workers: 0 (the loop runs inside each trial)"]
+    assert not (tmp_path / "s").exists()
