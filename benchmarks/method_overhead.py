@@ -35,9 +35,10 @@ from mhss_ray.train.loop import Trainer  # noqa: E402
 METHODS = {
     "two ASL steps": None,
     "asl (one network)": {"name": "asl"},
-    "coteaching": {"name": "coteaching"},
-    "coselfie": {"name": "coselfie"},
-    "mhss": {"name": "mhss"},
+    "coteaching": {"name": "coteaching", "granularity": "per_class"},
+    "coselfie": {"name": "coselfie", "granularity": "per_class"},
+    "mhss": {"name": "mhss", "granularity": "per_class"},
+    "mhss (polarity)": {"name": "mhss", "granularity": "per_class_polarity"},  # the shipped default
     "disc": {"name": "disc", "mixup_alpha": 5.0},
 }
 ACTIVE_EPOCH = 50  # past warm-up (q = 5, DISC 10) and the tau ramp (T_k = 10)
