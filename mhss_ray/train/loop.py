@@ -127,6 +127,7 @@ class Trainer:
     # ---------------------------------------------------------------- state
 
     def state_dict(self, epoch: int) -> dict:
+        """Everything a resumed run needs after the epoch with 0-based index `epoch` has finished."""
         return {
             "epoch": epoch + 1,  # epochs completed
             "networks": [n.state_dict() for n in self.nets],
