@@ -3,7 +3,9 @@
 Histories (METHODS.md section 5) count one prediction per sample per epoch, and small-loss ranking
 wants no tiny last batch; splitting a seeded permutation into ceil(N / B) near-equal chunks gives
 both (sizes differ by at most one). The order depends only on (seed, epoch), so a resumed run sees
-the batches an uninterrupted run would have seen.
+the batches an uninterrupted run would have seen. With several workers every worker draws the same
+global batches and keeps its own contiguous slice of each (distributed.World.local_slice), so the
+gathered batch is the global batch in its original order.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import math
 import torch
 from torch.utils.data import Sampler
 
+from .distributed import World
+
 
 class EvenBatches(Sampler[list[int]]):
-    def __init__(self, num_samples: int, batch_size: int, seed: int):
-        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+    def __init__(self, num_samples: int, batch_size: int, seed: int, world: World = World()):
+        self.num_samples, self.batch_size, self.seed, self.world = num_samples, batch_size, seed, world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -29,4 +33,4 @@ class EvenBatches(Sampler[list[int]]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.num_samples, generator=g)
         for chunk in torch.tensor_split(order, len(self)):
-            yield chunk.tolist()
+            yield self.world.local_slice(chunk).tolist()

@@ -4,6 +4,10 @@
 epoch; the plain CLI passes a function that writes an output folder, Ray passes one that calls
 `ray.train.report`. A run resumes from any checkpoint it wrote (networks, EMA, optimiser, scheduler,
 RNG, method state, epoch) and then continues exactly as an uninterrupted run with the same seed.
+
+When a torch.distributed process group is up (Ray Train with several workers), the networks are
+wrapped in DDP, each worker trains on its slice of every global batch, and the method sees the
+gathered global batch (distributed.py); only the first worker evaluates, logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -27,10 +31,11 @@ from ..data.views import TwoViews
 from ..methods import Batch, Method, build_method
 from .batching import EvenBatches
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import World, state_digest
 from .metrics import classification_metrics
 from .models import create_ema, create_network
 
-ReportFn = Callable[[dict, str], None]
+ReportFn = Callable[[dict, Optional[str]], None]  # (metrics, checkpoint folder or None)
 MethodFactory = Callable[[RunConfig, torch.Tensor, torch.Tensor], Method]  # (cfg, observed, clean)
 
 
@@ -92,6 +97,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, data: DataBundle | None = None, method_factory: MethodFactory = build_method):
         self.cfg = cfg
         self.rt = Runtime.resolve(cfg.runtime)
+        self.world = World.current()
         self.data = data if data is not None else build_dataset(cfg)
         self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions)
         dev = self.rt.device
@@ -107,11 +113,17 @@ class Trainer:
                 net = net.to(memory_format=torch.channels_last)
             self.nets.append(net)
         self.emas = [create_ema(n, cfg.model.ema_decay) for n in self.nets] if cfg.model.ema else []
+        self.train_nets = self.nets  # what the training step calls: DDP wrappers with several workers
+        if self.world.parallel:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+            self.train_nets = [DistributedDataParallel(n, device_ids=ids) for n in self.nets]
         torch.manual_seed(cfg.seed)
 
         bs = cfg.data.batch_size
         train_images = self.data.train.images if self.method.num_views == 1 else TwoViews(self.data.train.images)
-        self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed)
+        self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed, self.world)  # bs: the global batch
         loader_kw = dict(
             num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0, worker_init_fn=seed_worker
         )
@@ -161,21 +173,27 @@ class Trainer:
 
     def _forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            return self.nets[k](x)
+            return self.train_nets[k](x)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.rt.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
 
     def train_step(self, views: list[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:
-        """One optimisation step of every network on one batch (views already on the device)."""
+        """One optimisation step of every network on one batch (views already on the device).
+
+        With several workers, `views` and `indices` are this worker's slice; the method is given
+        the global batch's indices and logits (this slice's logits with their gradients)."""
         with self._autocast():
-            logits = [[net(v) for v in views] for net in self.nets]
+            logits = [[net(v) for v in views] for net in self.train_nets]
+        if self.world.parallel:
+            indices = self.world.gather_rows(indices)
+            logits = [[self.world.gather_rows(z) for z in per_view] for per_view in logits]
         loss = self.method.loss(Batch(indices, views, logits, self._forward))
-        if not torch.isfinite(loss):
+        if not torch.isfinite(loss):  # the global loss: every worker stops at the same step
             raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.world.size).backward()  # DDP averages over workers; the global loss wants the sum
         self.optimizer.step()
         self.scheduler.step()
         for ema, net in zip(self.emas, self.nets):
@@ -188,19 +206,24 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         seed_host_rngs(self.cfg.seed, epoch)
         self.method.begin_epoch(epoch)
-        total_loss, seen, steps = 0.0, 0, 0
+        total_loss, steps = 0.0, 0
         start = time.perf_counter()
         for images, indices in self.train_loader:
             views = [self._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
             loss = self.train_step(views, indices.to(self.rt.device, non_blocking=True))
             total_loss += loss.item()
-            seen += len(indices)
             steps += 1
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": seen / seconds, "train_seconds": seconds}
+        # every training image is seen once per epoch (by one of the workers)
+        stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": len(self.data.train) / seconds, "train_seconds": seconds}
         stats.update(self.method.end_epoch(epoch))
+        if self.world.parallel:  # the design promises identical method state on every worker: check it
+            digest = state_digest(self.method.state_dict())
+            if not self.world.same_everywhere(digest):
+                raise RuntimeError(f"method state differs across the {self.world.size} workers after epoch {epoch + 1}")
+            stats["method_state_digest"] = digest
         return stats
 
     def eval_network(self) -> torch.nn.Module:
@@ -229,10 +252,12 @@ class Trainer:
         rates["noise_rate"] = float(self.noise.rates.mean())
         return rates
 
-
     def run(self, report: ReportFn, log: Callable[[str], None] = print) -> list[dict]:
         """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one."""
         cfg, epochs = self.cfg, self.cfg.schedule.epochs
+        main = self.world.is_main
+        if not main:
+            log = lambda line: None  # noqa: E731  (one worker speaks for the run)
         if self.start_epoch == 0:
             log(
                 f"{cfg.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "
@@ -244,6 +269,10 @@ class Trainer:
             start = time.perf_counter()
             metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}  # epochs completed, 1-based
             metrics.update(self.train_one_epoch(epoch))
+            if not main:  # the first worker evaluates and checkpoints; the others only train
+                report(metrics, None)
+                history.append(metrics)
+                continue
             metrics.update(self.evaluate())
             metrics.update(self.noise_metrics())
             metrics["epoch_seconds"] = time.perf_counter() - start
