@@ -90,7 +90,8 @@ def _tune(argv) -> int:
     print(spec.describe(), flush=True)
     if args.dry_run:
         return 0
-    from .tune.study import best_table, run_study, study_path
+    from .tune.cluster import study_path
+    from .tune.study import best_table, run_study
 
     results = run_study(spec, address=args.address, resume=args.resume)
     errors = sum(1 for r in results if r.error)

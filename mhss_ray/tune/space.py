@@ -40,6 +40,7 @@ PARAMS = {
     "grid": ("values",),
 }
 PER_CLASS_KEYS = ("method.noise_rates",)
+DRIVER_MEMORY_BYTES = 256 * 2**20  # a Ray Train trial's driver process (it imports Ray and torch)
 METRICS = ("val_mAP", "test_mAP", "val_f1_micro", "val_f1_macro", "train_loss")
 
 
@@ -65,7 +66,7 @@ class SearchAlgSection:
 
 @dataclass
 class ResourcesSection:
-    workers: int = num(0, 0, 1024)  # 0: the loop runs inside the Tune trial, no Ray Train
+    workers: int = num(1, 0, 1024)  # Ray Train workers per trial; 0: the loop runs inside the Tune trial (quick CPU studies)
     cpus_per_worker: float = num(1.0, 0.1, 1024.0)
     gpu_per_worker: float = num(0.0, 0.0, 8.0)  # a fraction (e.g. 0.25) only with one worker
 
@@ -275,11 +276,20 @@ class StudySpec:
         return from_dict(RunConfig, data)
 
     def trial_resources(self) -> dict:
-        """Resources of one trial: its own process plus, with Ray Train, one bundle per worker."""
+        """Resources one trial holds while it trains: its own process (workers: 0) or its workers."""
+        r = self.tune.resources
+        n = max(r.workers, 1)
+        return {"CPU": n * r.cpus_per_worker, "GPU": n * r.gpu_per_worker}
+
+    def driver_resources(self) -> dict:
+        """What Tune reserves for the trial's own process. With Ray Train that process only waits
+        on its workers, so it holds no CPU (a CPU there can deadlock a small cluster: every CPU held
+        by waiting drivers, none left for their workers), only the memory it really uses (Ray
+        wants a non-empty reservation)."""
         r = self.tune.resources
         if r.workers == 0:
-            return {"CPU": r.cpus_per_worker, "GPU": r.gpu_per_worker}
-        return {"CPU": 1 + r.workers * r.cpus_per_worker, "GPU": r.workers * r.gpu_per_worker}
+            return {"cpu": r.cpus_per_worker, "gpu": r.gpu_per_worker}
+        return {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY_BYTES}
 
     def trials_per_gpu(self) -> int | None:
         g = self.trial_resources()["GPU"]
@@ -315,6 +325,21 @@ class StudySpec:
         lines.append(f"resources per trial: {how}: {res['CPU']:g} CPU, {res['GPU']:g} GPU; {gpu_text}")
         lines.append(f"failures: each trial retried up to {t.max_failures} time{'s' if t.max_failures != 1 else ''}")
         return "\n".join(lines)
+
+
+def _check_parallel_methods(t: TuneSection, base_cfg: RunConfig, dims: list[Dimension]) -> None:
+    """DISC's mixup mixes images across the whole batch, which no worker holds when several share it."""
+    if t.resources.workers <= 1:
+        return
+    names = {base_cfg.method.name}
+    for d in dims:
+        if d.key == "method.name":
+            names = set(d.params["values"])
+    searched = any(d.key == "method.mixup_alpha" for d in dims)
+    if "disc" in names and (base_cfg.method.mixup_alpha > 0 or searched):
+        raise UserError(
+            f"method.mixup_alpha: DISC's mixup needs the whole batch on one worker; with tune.resources.workers {t.resources.workers} set it to 0 (and do not search it) or use one worker"
+        )
 
 
 def _check_points(points: list | None, dims: list[Dimension], n_classes: int) -> None:
@@ -363,6 +388,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
             for d in dims:
                 if d.dist == "grid":
                     raise UserError(f"search.{d.key}.dist: grid is not supported with tune.search_alg.name hyperopt (use choice, or search_alg random)")
+        _check_parallel_methods(tune_section, base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None
     except UserError as exc:

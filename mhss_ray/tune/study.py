@@ -1,63 +1,25 @@
 """Run a study on Ray Tune: ASHA on the reported `epoch`, HyperOpt, checkpoints every epoch, resume.
 
-One Tune trial = `trial_main`, which builds the trainer of its sampled config and calls the same
-`Trainer.run` as `mhss-train`, with a report function that hands each epoch's metrics and checkpoint
-to `ray.tune.report`. A restarted trial (failure retry or `--resume`) continues from its last
-checkpoint. This is the in-process path (`tune.resources.workers: 0`); Ray Train workers come next.
+One Tune trial = `driver.trial_main`: the trainer's loop in-process (`tune.resources.workers: 0`) or
+a Ray Train run of `workers` workers. A restarted trial (failure retry or `--resume`) continues from
+its last checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from ..errors import UserError
+from .cluster import storage_uri, study_path
+from .driver import trial_main
 from .space import StudySpec
-
-
-def storage_uri(path: str) -> str:
-    """Tune wants an absolute local path or a URI (s3://, gs://, ...)."""
-    return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
-def study_path(spec: StudySpec) -> str:
-    return f"{storage_uri(spec.tune.storage_path).rstrip('/')}/{spec.name}"
-
-
-def trial_main(config: dict, spec: StudySpec) -> None:
-    """The Tune function trainable: one sampled configuration, trained epoch by epoch."""
-    import torch
-    from ray import tune
-
-    from ..train.checkpoint import load_checkpoint
-    from ..train.loop import Trainer
-
-    share = spec.trial_resources()["GPU"]
-    if torch.cuda.is_available() and 0 < share < 1:
-        torch.cuda.set_per_process_memory_fraction(share)  # stay inside this trial's slice of the GPU
-    cfg = spec.trial_config(config)
-    trainer = Trainer(cfg)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(load_checkpoint(folder))
-
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id()  # which node ran it (analysis, node-loss checks)
-
-    def report(metrics: dict, checkpoint_dir: str) -> None:
-        tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
-
-    trainer.run(report, log=lambda line: print(line, flush=True))
 
 
 def _trainable(spec: StudySpec):
     from ray import tune
 
-    r = spec.trial_resources()
-    return tune.with_resources(tune.with_parameters(trial_main, spec=spec), {"cpu": r["CPU"], "gpu": r["GPU"]})
+    return tune.with_resources(tune.with_parameters(trial_main, spec=spec), spec.driver_resources())
 
 
 def build_tuner(spec: StudySpec):
@@ -103,12 +65,14 @@ def restore_tuner(spec: StudySpec):
 
 
 def connect(address: str | None) -> None:
-    """Start (or join) Ray. A local cluster runs without token auth unless the user chose a mode."""
+    """Start (or join) Ray. A local cluster runs without token auth unless the user chose a mode;
+    its dashboard (which also serves the State API that Ray Train uses to clean up after a crashed
+    run) listens on 127.0.0.1 only."""
     import ray
 
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
     else:
         ray.init(address=address)
 
@@ -130,8 +94,6 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
 
 def run_study(spec: StudySpec, address: str | None = None, resume: bool = False):
     """Run (or resume) the study; returns Tune's ResultGrid."""
-    if spec.tune.resources.workers > 0:
-        raise UserError("tune.resources.workers: Ray Train workers are not supported yet; use workers: 0 (the loop runs inside each trial)")
     connect(address)
     tuner = restore_tuner(spec) if resume else build_tuner(spec)
     return tuner.fit()

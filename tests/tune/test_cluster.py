@@ -46,11 +46,11 @@ def run_study(tmp_path, cli_env, address, tune_block, name):
 
 
 def test_fractional_gpu_packs_four_trials_and_trials_use_both_nodes(tmp_path, cli_env, cluster):
-    # gpu 0.25 per trial: four trials at once on the one logical GPU (the trainer runs on CPU here)
+    # gpu 0.25 per Ray Train worker: four trials at once on the one logical GPU (the trainer runs on CPU here)
     packed = run_study(
         tmp_path, cli_env, cluster.address,
         {"num_samples": 4, "max_concurrent_trials": 4, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 1},
-         "resources": {"workers": 0, "cpus_per_worker": 0.5, "gpu_per_worker": 0.25}},
+         "resources": {"workers": 1, "cpus_per_worker": 0.5, "gpu_per_worker": 0.25}},
         "packed",
     )
     assert len(packed) == 4 and all(rows[-1]["epoch"] == 2 for rows in packed.values())
@@ -59,7 +59,7 @@ def test_fractional_gpu_packs_four_trials_and_trials_use_both_nodes(tmp_path, cl
     assert max(starts) < min(ends), "the four trials should have run at the same time"
     assert len({rows[0]["node_id"] for rows in packed.values()}) == 1  # only the head node has the GPU
 
-    # one CPU per trial and four at once: two nodes of 2 CPUs each must both take trials
+    # one CPU per trial (in-process) and four at once: two nodes of 2 CPUs each must both take trials
     spread = run_study(
         tmp_path, cli_env, cluster.address,
         {"num_samples": 4, "max_concurrent_trials": 4, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 2},

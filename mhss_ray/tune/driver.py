@@ -1,0 +1,161 @@
+"""One Tune trial: train one sampled configuration, in-process or as a Ray Train run.
+
+`trial_main` is the Tune function trainable. With `tune.resources.workers: 0` it runs the trainer's
+loop in its own process (quick CPU studies); otherwise it builds a `ray.train.torch.TorchTrainer`
+whose workers run the same loop (`worker_main`) and whose callback (forward.py) hands every epoch's
+metrics to the trial, which reports them to Tune, so ASHA sees each epoch. The Train run is named after the trial id and stored under
+the study folder: a restarted trial (failure retry, `mhss-tune --resume`) finds the run's latest
+checkpoint and continues from that epoch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .cluster import study_path
+from .space import StudySpec
+
+# A Train run whose workers wait for a slot on a busy cluster must not give up after Ray's default
+# 60 s: trials queue for resources, as Tune's own trials do.
+WORKER_GROUP_START_TIMEOUT_S = str(7 * 24 * 3600)
+
+
+def train_run_name(trial_id: str) -> str:
+    return f"train-{trial_id}"
+
+
+def cap_gpu_memory(share: float) -> None:
+    """A trial holding a fraction of a GPU keeps its allocations inside that fraction."""
+    import torch
+
+    if torch.cuda.is_available() and 0 < share < 1:
+        torch.cuda.set_per_process_memory_fraction(share)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()  # which node ran it (analysis, node-loss checks)
+
+
+# ----------------------------------------------------------------------------- in-process (workers: 0)
+
+
+def run_in_process(config: dict, spec: StudySpec) -> None:
+    from ray import tune
+
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import Trainer
+
+    cap_gpu_memory(spec.tune.resources.gpu_per_worker)
+    trainer = Trainer(spec.trial_config(config))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_state_dict(load_checkpoint(folder))
+    node_id = _node_id()
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+    trainer.run(report, log=lambda line: print(line, flush=True))
+
+
+# ----------------------------------------------------------------------------- Ray Train (workers >= 1)
+
+
+def worker_main(loop_config: dict) -> None:
+    """Runs on every Ray Train worker: the trainer's loop, reporting through `ray.train.report`."""
+    import ray.train
+    import torch
+
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import Trainer
+
+    spec: StudySpec = loop_config["spec"]
+    if torch.cuda.is_available():
+        import ray.train.torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" means this worker's GPU
+    cap_gpu_memory(spec.tune.resources.gpu_per_worker)
+    trainer = Trainer(spec.trial_config(loop_config["point"]))
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_state_dict(load_checkpoint(folder))
+    node_id = _node_id()
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+
+    trainer.run(report, log=lambda line: print(line, flush=True))
+
+
+def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_path: str, callbacks: list | None = None):
+    """The Ray Train run of one trial; `callbacks` are added to the one that reports to Tune."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    r = spec.tune.resources
+    use_gpu = r.gpu_per_worker > 0
+    per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpu_per_worker} if use_gpu else {})}
+    return TorchTrainer(
+        worker_main,
+        train_loop_config={"point": point, "spec": spec},
+        # NCCL wants one whole GPU per worker; one worker (any GPU share) or CPU workers use gloo
+        torch_config=TorchConfig(backend="nccl" if use_gpu and r.workers > 1 else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=train_run_name(trial_id),
+            storage_path=storage_path,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=list(callbacks or []),
+        ),
+    )
+
+
+def run_train(config: dict, spec: StudySpec) -> None:
+    """Fit the trial's Train run in a thread; report each forwarded epoch to Tune from here."""
+    import json
+    import tempfile
+    import threading
+
+    from ray import tune
+    from ray.util.queue import Queue
+
+    from .forward import POINTER_FILE, ForwardToTrial
+
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_GROUP_START_TIMEOUT_S)
+    trial_id = tune.get_context().get_trial_id()
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})  # one epoch in flight, as Tune's own callback
+    trainer = build_torch_trainer(config, spec, trial_id, study_path(spec), [ForwardToTrial(queue)])
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised below, in the trial's own thread
+            outcome["error"] = exc
+        finally:
+            queue.put(None)
+
+    thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
+    thread.start()
+    while (item := queue.get()) is not None:
+        with tempfile.TemporaryDirectory(prefix="mhss-pointer-") as folder:
+            pointer = {"train_run": train_run_name(trial_id), "train_checkpoint": item["checkpoint_path"], "epoch": item["metrics"].get("epoch")}
+            with open(os.path.join(folder, POINTER_FILE), "w") as f:
+                json.dump(pointer, f)
+            tune.report(item["metrics"], checkpoint=tune.Checkpoint.from_directory(folder))
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def trial_main(config: dict, spec: StudySpec) -> None:
+    """The Tune function trainable: one sampled configuration, trained epoch by epoch."""
+    if spec.tune.resources.workers == 0:
+        run_in_process(config, spec)
+    else:
+        run_train(config, spec)
