@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mhss-train --config search_spaces/demo.yaml --out runs/demo --overwrite
+	$(BIN)/mhss-tune --space search_spaces/demo.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -4,7 +4,7 @@
     python benchmarks/compare_methods.py --seeds 0          # one seed (resumable: done runs are kept)
     python benchmarks/compare_methods.py --table-only       # rebuild methods.md from methods.json
 
-Every run is the real trainer (`Trainer.run`) on the demo config with the sizes below; each finished
+Every run is the real trainer (`Trainer.run`) on benchmarks/base.yaml with the sizes below; each finished
 run is stored at once in benchmarks/results/methods.json, so an interrupted benchmark continues where
 it stopped. Test mAP is reported as the mean of the last 3 epochs and at the best clean-val epoch;
 selection figures are those of the last epoch (METHODS.md section 10).
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
 
-    base = read_yaml(REPO / "search_spaces" / "demo.yaml")
+    base = read_yaml(REPO / "benchmarks" / "base.yaml")
     base_cfg = from_dict(RunConfig, base)
     path = Path(args.results)
     setup = {"n_train": args.n_train, "epochs": args.epochs, "batch_size": base_cfg.data.batch_size, "lr": base_cfg.optim.lr, "device": args.device}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One prepared run on a GPU machine: the demo config (asl-clean, and asl under naive noise 0.2; the
-# committed demo summaries were measured with the 20-epoch demo config) and
+# One prepared run on a GPU machine: the base config benchmarks/base.yaml (asl-clean, and asl under naive noise 0.2; the
+# committed summaries were measured with its 20-epoch version) and
 # the training throughput of tresnet_m at 224 px on synthetic batches, one and two networks.
 # Usage: bash benchmarks/gpu_check.sh OUTDIR   (needs torch, timm, scikit-learn, pyyaml)
 set -euo pipefail
@@ -13,7 +13,7 @@ train() { python3 -m mhss_ray.cli "$@"; }
   python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
   for method in asl-clean asl; do
     start=$(date +%s)
-    train --config search_spaces/demo.yaml --out "runs/gpu-$method" --overwrite --set method.name=$method --set runtime.device=cuda
+    train --config benchmarks/base.yaml --out "runs/gpu-$method" --overwrite --set method.name=$method --set runtime.device=cuda
     echo "demo $method wall seconds: $(( $(date +%s) - start ))"
     cp "runs/gpu-$method/summary.json" "$out/demo_${method}_summary.json"
   done

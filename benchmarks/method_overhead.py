@@ -1,6 +1,6 @@
 """Cost of each method against two plain ASL steps, and the bytes of its per-sample state.
 
-    python benchmarks/method_overhead.py                       # demo config (resnet18, 32 px), CPU
+    python benchmarks/method_overhead.py                       # benchmarks/base.yaml (resnet18, 32 px), CPU
     python benchmarks/method_overhead.py --set model.name=tresnet_m --set data.image_size=224 \\
         --set data.batch_size=64 --synthetic 512 --set runtime.device=cuda
 
@@ -62,7 +62,7 @@ def state_bytes(method, only: str | None = None) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "search_spaces" / "demo.yaml"))
+    parser.add_argument("--config", default=str(REPO / "benchmarks" / "base.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per method (after 3 warm-up steps)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="N random 3-channel images instead of the config's dataset")

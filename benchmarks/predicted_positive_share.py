@@ -1,7 +1,7 @@
 """How often a network trained with ASL puts p > 0.5 on a training entry, against BCE (ASL with no
 focusing), epoch by epoch: the prediction CoSELFIE/MHSS record in their histories (METHODS.md 5).
 
-    python benchmarks/predicted_positive_share.py          # demo config, complex noise 0.2, CPU
+    python benchmarks/predicted_positive_share.py          # benchmarks/base.yaml, complex noise 0.2, CPU
 
 Prints one row per (loss, epoch) and writes results/predicted_positive_share.json.
 """
@@ -27,7 +27,7 @@ LOSSES = {"ASL (gamma- 4, clip 0.05)": {"gamma_neg": 4.0, "clip": 0.05}, "BCE (g
 def main(epochs: int = 6) -> int:
     rows = []
     for label, loss in LOSSES.items():
-        base = read_yaml(REPO / "search_spaces" / "demo.yaml")
+        base = read_yaml(REPO / "benchmarks" / "base.yaml")
         base["data"]["n_train"] = 2000
         base["noise"] = {"mode": "complex", "rate": 0.2}
         base["schedule"] = {"epochs": 15}

@@ -1,6 +1,6 @@
 """Training throughput of one and two networks (images/s), measured by the real training loop.
 
-    python benchmarks/train_speed.py                       # demo config, digits-mosaic
+    python benchmarks/train_speed.py                       # benchmarks/base.yaml, digits-mosaic
     python benchmarks/train_speed.py --synthetic 2048 \\
         --set model.name=tresnet_m --set data.image_size=224  # random 3-channel images
 
@@ -34,7 +34,7 @@ from mhss_ray.train.loop import Trainer  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "search_spaces" / "demo.yaml"))
+    parser.add_argument("--config", default=str(REPO / "benchmarks" / "base.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--networks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs after one warm-up epoch")

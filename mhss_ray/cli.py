@@ -76,8 +76,11 @@ def _tune(argv) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base-config or tune.* key")
     parser.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start a local one")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)")
+    parser.add_argument("--overwrite", action="store_true", help="delete a finished or interrupted study of this name and start over")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
     args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
 
     from .tune.space import load_space
 
@@ -93,7 +96,7 @@ def _tune(argv) -> int:
     from .tune.cluster import study_path
     from .tune.study import best_table, run_study
 
-    results = run_study(spec, address=args.address, resume=args.resume)
+    results = run_study(spec, address=args.address, resume=args.resume, overwrite=args.overwrite)
     errors = sum(1 for r in results if r.error)
     print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
     print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")

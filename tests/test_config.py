@@ -64,6 +64,8 @@ def test_file_errors_name_the_file_and_line(tmp_path):
         load_run_config(listy)
 
 
-def test_demo_config_is_valid():
-    cfg = load_run_config(REPO / "search_spaces" / "demo.yaml")
-    assert cfg.data.name == "digits-mosaic"
+def test_demo_and_benchmark_configs_are_valid():
+    cfg = load_run_config(REPO / "search_spaces" / "demo.yaml")  # mhss-train reads a space's base config
+    assert cfg.data.name == "digits-mosaic" and cfg.method.name == "mhss"
+    base = load_run_config(REPO / "benchmarks" / "base.yaml")
+    assert (base.method.name, base.noise.mode, base.data.n_train, base.schedule.epochs) == ("asl", "naive", 4000, 15)

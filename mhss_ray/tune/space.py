@@ -315,7 +315,8 @@ class StudySpec:
             lines.append(f"scheduler: FIFO (every trial runs {self.max_t} epochs); metric {t.metric} ({t.mode})")
         a = t.search_alg
         if a.name == "hyperopt":
-            lines.append(f"search algorithm: HyperOpt, {len(a.points_to_evaluate or [])} points to evaluate, {a.n_initial_points} random initial points")
+            n = len(a.points_to_evaluate or [])
+            lines.append(f"search algorithm: HyperOpt, {n} point{'s' if n != 1 else ''} to evaluate first, then {a.n_initial_points} random points before it models the space")
         else:
             lines.append("search algorithm: random sampling")
         res = self.trial_resources()

@@ -11,7 +11,7 @@ import math
 import os
 
 from ..errors import UserError
-from .cluster import storage_uri, study_path
+from .cluster import holds_study, remove_study, storage_uri, study_path
 from .driver import trial_main
 from .space import StudySpec
 
@@ -92,8 +92,14 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def run_study(spec: StudySpec, address: str | None = None, resume: bool = False):
-    """Run (or resume) the study; returns Tune's ResultGrid."""
+def run_study(spec: StudySpec, address: str | None = None, resume: bool = False, overwrite: bool = False):
+    """Run (or resume) the study; returns Tune's ResultGrid. A new study never mixes with an old
+    one of the same name: it is refused unless `overwrite` deletes the old one first."""
+    path = study_path(spec)
+    if not resume and holds_study(path):
+        if not overwrite:
+            raise UserError(f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another")
+        remove_study(path)
     connect(address)
     tuner = restore_tuner(spec) if resume else build_tuner(spec)
     return tuner.fit()

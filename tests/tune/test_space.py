@@ -129,3 +129,14 @@ def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env
     bad = run("--space", write(tmp_path, edited(**{"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}), "bad.yaml"), "--dry-run")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert "bad.yaml: search.method.alpha.high" in bad.stderr
+    assert run("--space", path, "--resume", "--overwrite").stderr.strip() == "mhss-tune: error: --resume and --overwrite contradict each other; pick one"
+
+
+def test_the_demo_space_is_valid_and_studies_mhss(cli_env):
+    from tests.conftest import REPO
+
+    spec = load_space(REPO / "search_spaces" / "demo.yaml")
+    keys = [d.key for d in spec.dimensions]
+    assert spec.base_config.method.name == "mhss" and spec.base_config.data.name == "digits-mosaic"
+    assert keys[:2] == ["method.alpha", "method.theta"] and keys[2:12] == [f"method.noise_rates[{i}]" for i in range(10)]
+    assert spec.tune.scheduler.name == "asha" and spec.tune.search_alg.name == "hyperopt" and spec.trials_per_gpu() is None

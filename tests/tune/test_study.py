@@ -31,33 +31,55 @@ TINY_SPACE = {
 }
 
 
+# The demo space on a tiny budget: same search, scheduler and search algorithm, smaller everything
+# else, and warm-ups of 0-1 epochs so that trials differ within 4 epochs (during warm-up they are
+# identical, and ASHA has nothing to cut).
+DEMO_TINY = [
+    "data.image_size=16", "data.n_train=128", "data.n_val=48", "data.n_test=48", "data.batch_size=32",
+    "schedule.epochs=4", "runtime.threads=1", "tune.num_samples=5", "tune.scheduler.grace_period=1",
+    "tune.search_alg.n_initial_points=2", "tune.max_concurrent_trials=2",
+]
+
+
+def tiny_demo_space(tmp_path):
+    from tests.conftest import REPO
+
+    data = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())
+    data["search"]["method.warmup"] = {"dist": "randint", "low": 0, "high": 2}
+    data["tune"]["search_alg"]["points_to_evaluate"][0]["method.warmup"] = 1
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
-def test_tiny_study_runs_with_asha_and_hyperopt(tmp_path, cli_env, workers):
-    space = tmp_path / "tiny.yaml"
-    data = dict(TINY_SPACE, tune=dict(TINY_SPACE["tune"], resources={"workers": workers, "cpus_per_worker": 1}))
-    space.write_text(yaml.safe_dump(data))
+def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, cli_env, workers):
     storage = tmp_path / "studies"
     env = dict(cli_env, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run(
-        [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
+    sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}"] for a in ("--set", s)]
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "best trials by val_mAP" in proc.stdout and str(storage / "tiny") in proc.stdout
+    assert "best trials by val_mAP" in proc.stdout and str(storage / "demo") in proc.stdout
 
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(str(storage / "tiny"))
+    analysis = ExperimentAnalysis(str(storage / "demo"))
     frames = analysis.trial_dataframes
     assert len(frames) == 5
     epochs = {trial_id: df["epoch"].max() for trial_id, df in frames.items()}
     for df in frames.values():
-        assert {"epoch", "val_mAP"} <= set(df.columns)
+        assert {"epoch", "val_mAP", "selection_precision"} <= set(df.columns)
         assert list(df["epoch"]) == list(range(1, len(df) + 1))  # one report per epoch, in order
     assert min(epochs.values()) < 4 <= max(epochs.values()), f"ASHA should stop some trials early: {epochs}"
     configs = pd.DataFrame([t.config for t in analysis.trials])
-    assert ((configs["method.alpha"] == 1.0) & (configs["optim.lr"] == 1e-3)).any()  # points_to_evaluate ran
-    assert configs["method.alpha"].nunique() >= 4  # HyperOpt's own suggestions differ
+    first = (configs["method.alpha"] == 1.0) & (configs["method.theta"] == 0.2) & (configs["method.noise_rates[9]"] == 0.1)
+    assert first.sum() == 1  # points_to_evaluate ran, once
+    assert configs["method.alpha"].nunique() == 5 and configs["method.noise_rates[0]"].nunique() == 5  # HyperOpt's own suggestions
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # same name: refused, nothing touched
+    assert again.returncode == 2 and "already holds a study; pass --resume" in again.stderr and "Traceback" not in again.stderr
+    assert len(ExperimentAnalysis(str(storage / "demo")).trials) == 5
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
