@@ -93,7 +93,9 @@ def worker_main(loop_config: dict) -> None:
 
 
 def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_path: str, callbacks: list | None = None):
-    """The Ray Train run of one trial; `callbacks` are added to the one that reports to Tune."""
+    """The Ray Train run of one trial, stored as `storage_path/train-<trial id>` so that a restarted
+    trial resumes it; `callbacks` are Train callbacks (the trial driver passes the one that forwards
+    each epoch to Tune)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -151,6 +153,8 @@ def run_train(config: dict, spec: StudySpec) -> None:
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
+    if getattr(outcome.get("result"), "error", None) is not None:
+        raise outcome["result"].error
 
 
 def trial_main(config: dict, spec: StudySpec) -> None:
