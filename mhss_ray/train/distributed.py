@@ -60,6 +60,16 @@ class World:
         parts[self.rank] = local
         return torch.cat(parts)
 
+    def gather_batch(self, indices: torch.Tensor, logits: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        """The global batch's indices and every network's and view's logits ([network][view] -> B x C),
+        in two collectives per step (the logits travel side by side in one tensor)."""
+        if not self.parallel:
+            return indices, logits
+        widths = [[z.shape[1] for z in per_view] for per_view in logits]
+        flat = self.gather_rows(torch.cat([z for per_view in logits for z in per_view], dim=1))
+        parts = iter(flat.split([w for per_view in widths for w in per_view], dim=1))
+        return self.gather_rows(indices), [[next(parts) for _ in per_view] for per_view in widths]
+
     def same_everywhere(self, digest: str) -> bool:
         """True when every worker holds the same digest (one small all_gather)."""
         if not self.parallel:

@@ -186,9 +186,7 @@ class Trainer:
         the global batch's indices and logits (this slice's logits with their gradients)."""
         with self._autocast():
             logits = [[net(v) for v in views] for net in self.train_nets]
-        if self.world.parallel:
-            indices = self.world.gather_rows(indices)
-            logits = [[self.world.gather_rows(z) for z in per_view] for per_view in logits]
+        indices, logits = self.world.gather_batch(indices, logits)  # as is with one worker
         loss = self.method.loss(Batch(indices, views, logits, self._forward))
         if not torch.isfinite(loss):  # the global loss: every worker stops at the same step
             raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")

@@ -58,10 +58,7 @@ def build_tuner(spec: StudySpec):
 def restore_tuner(spec: StudySpec):
     from ray import tune
 
-    path = study_path(spec)
-    if not tune.Tuner.can_restore(path):
-        raise UserError(f"{path}: holds no study to resume")
-    return tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
+    return tune.Tuner.restore(study_path(spec), trainable=_trainable(spec), resume_errored=True)
 
 
 def connect(address: str | None) -> None:
@@ -96,6 +93,8 @@ def run_study(spec: StudySpec, address: str | None = None, resume: bool = False,
     """Run (or resume) the study; returns Tune's ResultGrid. A new study never mixes with an old
     one of the same name: it is refused unless `overwrite` deletes the old one first."""
     path = study_path(spec)
+    if resume and not holds_study(path):  # checked before Ray starts: it needs no cluster
+        raise UserError(f"{path}: holds no study to resume")
     if not resume and holds_study(path):
         if not overwrite:
             raise UserError(f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another")

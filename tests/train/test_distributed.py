@@ -61,8 +61,7 @@ def run_method(name: str, world: World) -> dict:
         for step, (local_idx, full_idx) in enumerate(zip(sampler, full_sampler)):
             logits = global_logits(method, epoch, step, len(full_idx))
             local = [[world.local_slice(z).clone().requires_grad_(True) for z in per_view] for per_view in logits]
-            gathered = [[world.gather_rows(z) for z in per_view] for per_view in local]
-            indices = world.gather_rows(torch.tensor(local_idx))
+            indices, gathered = world.gather_batch(torch.tensor(local_idx), local)  # what the trainer calls
             assert indices.tolist() == full_idx  # the gathered batch is the global batch, in order
             loss = method.loss(Batch(indices, [], gathered, None))
             (loss * world.size).backward()

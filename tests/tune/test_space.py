@@ -130,6 +130,9 @@ def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert "bad.yaml: search.method.alpha.high" in bad.stderr
     assert run("--space", path, "--resume", "--overwrite").stderr.strip() == "mhss-tune: error: --resume and --overwrite contradict each other; pick one"
+    nothing = run("--space", path, "--storage", tmp_path / "empty", "--resume")  # refused before Ray starts
+    assert nothing.returncode == 2 and nothing.stderr.strip().endswith("empty/space: holds no study to resume")
+    assert "Started a local Ray instance" not in nothing.stdout + nothing.stderr and not (tmp_path / "empty").exists()
 
 
 def test_the_demo_space_is_valid_and_studies_mhss(cli_env):
