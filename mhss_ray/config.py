@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +30,16 @@ def num(default: Any, lo: float | None = None, hi: float | None = None):
     return field(default=default, metadata={"range": (lo, hi)})
 
 
+DATASET_NAMES = ("digits-mosaic", "ucmerced", "treesat", "sewerml", "manifest")
+
+
 @dataclass
 class DataConfig:
-    name: Literal["digits-mosaic"] = "digits-mosaic"
-    root: Optional[str] = None  # dataset folder (not used by the built-in digits-mosaic)
+    name: Literal[DATASET_NAMES] = "digits-mosaic"
+    root: Optional[str] = None  # dataset folder (not used by digits-mosaic); ${VAR} / ${VAR:-default} expand
     image_size: int = num(32, 8, 4096)  # side of the network input, pixels
     batch_size: int = num(64, 1, 65536)
-    num_workers: int = num(0, 0, 256)  # DataLoader worker processes
+    num_workers: int = num(0, 0, 256)  # DataLoader worker processes (they decode the image files)
     # digits-mosaic
     grid: int = num(2, 1, 8)  # g: mosaics are g x g tiles of 8x8 digits
     n_train: int = num(4000, 1, 10_000_000)
@@ -43,13 +48,31 @@ class DataConfig:
     base_split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])  # of the 1,797 digits
     blank_prob: float = num(0.25, 0.0, 0.95)  # chance that a tile is empty
     zipf_exponent: float = num(1.0, 0.0, 5.0)  # class prior p_c ~ 1 / (c + 1)^s
+    # image-file datasets (ucmerced, treesat, sewerml, manifest)
+    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])  # train/val/test where the dataset has no split
+    val_fraction: float = num(0.1, 0.0, 0.9)  # of the training rows, where the dataset has train/test only
+    split_seed: int = num(0, 0, 2**31 - 1)  # splits stay fixed while a study varies the run seed
+    randaugment: str = "rand-m9-mstd0.5"  # timm RandAugment spec for training images; "none" = off
+    mean: Optional[list[float]] = None  # per channel, 0..1 scale; default: the dataset's own
+    std: Optional[list[float]] = None
+    on_bad_image: Literal["error", "skip"] = "error"  # an image that cannot be decoded during training
+    class_weights: Optional[dict] = None  # {class: weight} for F2-CIW; sewerml: the official weights
+    # treesat
+    label_threshold: float = num(0.07, 0.0, 1.0)  # a genus counts when its area share is >= this
+    bands: list[str] = field(default_factory=lambda: ["R", "G", "B"])  # of IR, G, B, R; 4 bands = 4 input channels
+    # manifest
+    manifest: Optional[str] = None  # file under root; default manifest.csv or manifest.parquet
+    file_column: str = "file"
+    labels_column: Optional[str] = None  # one column of ';'-separated class names instead of 0/1 columns
+    split_column: str = "split"  # optional column of train/val/test
+    classes: Optional[list[str]] = None  # class columns / names in order; default: every other column
 
 
 @dataclass
 class NoiseConfig:
     """Synthetic label noise, METHODS.md section 9."""
 
-    mode: Literal["none", "naive", "complex"] = "none"
+    mode: Literal["none", "naive", "complex", "real"] = "none"  # real: the labels as given (Sewer-ML)
     rate: float = num(0.2, 0.0, 1.0)  # epsilon: naive's rate, complex's mean class rate
     seed: Optional[int] = None  # defaults to the run seed
     # complex only
@@ -59,6 +82,8 @@ class NoiseConfig:
     confusions: Optional[list] = None  # [[a, b, rate], ...]: a true a reported as b; null = the dataset's default
     sloppy_fraction: float = num(0.2, 0.0, 1.0)  # share of images written by careless reporters
     sloppy_weight: float = num(5.0, 1.0, 100.0)  # how much likelier an error lands on a sloppy image
+    # real only: a label file in the dataset's own format holding verified labels of some training images
+    clean_subset: Optional[str] = None
 
 
 @dataclass
@@ -277,6 +302,44 @@ def _check_consistency(obj: Any, path: str) -> None:
         split = obj.base_split
         if len(split) != 3 or any(s <= 0 for s in split) or abs(sum(split) - 1) > 1e-6:
             raise UserError(f"{_join(path, 'base_split')}: expected three positive fractions that sum to 1, got {show_value(split)}")
+        split = obj.split
+        if len(split) != 3 or split[0] <= 0 or any(s < 0 for s in split) or abs(sum(split) - 1) > 1e-6:
+            raise UserError(f"{_join(path, 'split')}: expected train/val/test fractions (train > 0) that sum to 1, got {show_value(split)}")
+        bands = obj.bands
+        if not bands or len(set(bands)) != len(bands) or any(b not in ("IR", "G", "B", "R") for b in bands):
+            raise UserError(f"{_join(path, 'bands')}: expected distinct bands of IR, G, B, R, got {show_value(bands)}")
+        for key in ("mean", "std"):
+            values = getattr(obj, key)
+            if values is not None and (not values or any(key == "std" and v <= 0 for v in values)):
+                raise UserError(f"{_join(path, key)}: expected one {'positive ' if key == 'std' else ''}number per channel, got {show_value(values)}")
+        for name, weight in (obj.class_weights or {}).items():
+            _number(weight, float, {"range": (0.0, None)}, _join(path, f"class_weights.{name}"))
+        for key in ("root", "manifest"):
+            setattr(obj, key, expand_env(getattr(obj, key), _join(path, key)))
+    if isinstance(obj, NoiseConfig):
+        obj.clean_subset = expand_env(obj.clean_subset, _join(path, "clean_subset"))
+        if obj.clean_subset is not None and obj.mode != "real":
+            raise UserError(f"{_join(path, 'clean_subset')}: only used with mode: real (verified labels of real noise)")
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Optional[str], path: str) -> Optional[str]:
+    """`${VAR}` and `${VAR:-default}` in a path, as a shell would expand them; an unset VAR without
+    a default is an error naming the key, never an empty path."""
+    if value is None:
+        return None
+
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if os.environ.get(name):
+            return os.environ[name]
+        if default is None:
+            raise UserError(f"{path}: environment variable {name} is not set (set it, or give the path with --set {path}=...)")
+        return default
+
+    return _ENV_REF.sub(sub, value)
 
 
 # ----------------------------------------------------------------------------- files and overrides

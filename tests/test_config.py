@@ -27,6 +27,14 @@ def _error(data) -> str:
         ({"data": {"base_split": [0.5, 0.5]}}, "data.base_split: expected three positive fractions that sum to 1"),
         ({"noise": 3}, "noise: expected a mapping, got 3"),
         ({"model": {"name": ""}}, "model.name: expected a non-empty string"),
+        ({"data": {"name": "imagenet"}}, "data.name: expected one of digits-mosaic, ucmerced, treesat, sewerml, manifest, got 'imagenet'"),
+        ({"data": {"bands": ["R", "G", "X"]}}, "data.bands: expected distinct bands of IR, G, B, R, got [R, G, X]"),
+        ({"data": {"split": [0.8, 0.1]}}, "data.split: expected train/val/test fractions"),
+        ({"data": {"std": [0.2, 0, 0.2]}}, "data.std: expected one positive number per channel"),
+        ({"data": {"class_weights": {"RB": -1}}}, "data.class_weights.RB: expected a number >= 0, got -1"),
+        ({"data": {"on_bad_image": "ignore"}}, "data.on_bad_image: expected one of error, skip, got 'ignore'"),
+        ({"data": {"root": "${MHSS_SURELY_UNSET_VAR}/x"}}, "data.root: environment variable MHSS_SURELY_UNSET_VAR is not set"),
+        ({"noise": {"mode": "naive", "clean_subset": "v.csv"}}, "noise.clean_subset: only used with mode: real"),
     ],
 )
 def test_errors_name_the_key_path(data, message):
@@ -69,3 +77,10 @@ def test_demo_and_benchmark_configs_are_valid():
     assert cfg.data.name == "digits-mosaic" and cfg.method.name == "mhss"
     base = load_run_config(REPO / "benchmarks" / "base.yaml")
     assert (base.method.name, base.noise.mode, base.data.n_train, base.schedule.epochs) == ("asl", "naive", 4000, 15)
+
+
+def test_data_root_expands_environment_variables(monkeypatch):
+    monkeypatch.setenv("MHSS_TEST_ROOT", "/data/sewer")
+    assert from_dict(RunConfig, {"data": {"root": "${MHSS_TEST_ROOT}/frames"}}).data.root == "/data/sewer/frames"
+    monkeypatch.delenv("MHSS_TEST_ROOT")
+    assert from_dict(RunConfig, {"data": {"root": "${MHSS_TEST_ROOT:-data/sewer}"}}).data.root == "data/sewer"

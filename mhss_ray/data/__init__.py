@@ -5,18 +5,26 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import RunConfig
-from . import digits_mosaic
+from . import digits_mosaic, manifest, sewerml, treesat, ucmerced
 from .base import DataBundle, Split
 
 # name -> builder(run config) -> DataBundle
 DATASETS: dict[str, Callable[[RunConfig], DataBundle]] = {
     "digits-mosaic": lambda cfg: digits_mosaic.build(cfg.data, cfg.seed),
+    "ucmerced": ucmerced.build,
+    "treesat": treesat.build,
+    "sewerml": sewerml.build,
+    "manifest": manifest.build,
 }
 
 
-# name -> class names without loading the data (search spaces expand per-class dimensions from it)
+# name -> class names, reading no more than the label file (search spaces expand per-class dimensions from it)
 CLASS_NAMES: dict[str, Callable[[RunConfig], list[str]]] = {
     "digits-mosaic": lambda cfg: [str(c) for c in range(digits_mosaic.NUM_CLASSES)],
+    "ucmerced": ucmerced.class_names,
+    "treesat": treesat.class_names,
+    "sewerml": sewerml.class_names,
+    "manifest": manifest.class_names,
 }
 
 

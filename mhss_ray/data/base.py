@@ -31,6 +31,10 @@ class DataBundle:
     val: Split
     test: Split
     confusions: list = field(default_factory=list)  # default [a, b, rate] pairs for complex noise
+    class_weights: np.ndarray | None = None  # per class, for F2-CIW (Sewer-ML's official weights)
+    # real noise: training rows whose labels someone verified, and those labels (noise.clean_subset)
+    verified_rows: np.ndarray | None = None
+    verified_labels: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -50,3 +54,8 @@ class InMemoryImages(Dataset):
     def __getitem__(self, index: int):
         x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
         return x, index
+
+    def two_views(self) -> Dataset:
+        from .views import TwoViews  # DISC only
+
+        return TwoViews(self)

@@ -15,16 +15,35 @@ from ..config import NoiseConfig
 from ..errors import UserError
 
 
+UNKNOWN = 255  # a clean label nobody knows (real noise outside the verified subset)
+
+
 @dataclass
 class NoisyLabels:
     labels: np.ndarray  # N x C uint8, what the method observes
-    mask: np.ndarray  # N x C bool, True where the observed label differs from the clean one
-    rates: np.ndarray  # C float, realised epsilon_c
+    mask: np.ndarray  # N x C bool, True where the observed label differs from a known clean one
+    rates: np.ndarray  # C float, realised epsilon_c over the rows whose clean labels are known (NaN: none)
+    clean: np.ndarray  # N x C uint8, the clean labels metrics compare against; UNKNOWN where not known
+
+    @property
+    def known_rows(self) -> int:
+        return int((self.clean != UNKNOWN).all(axis=1).sum())
 
 
 def _result(clean: np.ndarray, noisy: np.ndarray) -> NoisyLabels:
-    mask = noisy != clean
-    return NoisyLabels(noisy, mask, mask.mean(axis=0))
+    known = clean != UNKNOWN
+    mask = (noisy != clean) & known
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = mask.sum(axis=0) / known.sum(axis=0)
+    return NoisyLabels(noisy, mask, rates, clean)
+
+
+def real_noise(observed: np.ndarray, verified_rows: np.ndarray | None, verified_labels: np.ndarray | None) -> NoisyLabels:
+    """`real`: the labels as given; their clean values are known only on the verified rows."""
+    clean = np.full_like(observed, UNKNOWN)
+    if verified_rows is not None:
+        clean[verified_rows] = verified_labels
+    return _result(clean, observed.copy())
 
 
 def inject_naive(clean: np.ndarray, rate: float, rng: np.random.Generator) -> NoisyLabels:
@@ -98,7 +117,18 @@ def inject_complex(clean: np.ndarray, cfg: NoiseConfig, class_names: list[str], 
     return _result(clean, noisy)
 
 
-def inject_noise(cfg: NoiseConfig, clean: np.ndarray, run_seed: int, class_names: list[str] | None = None, default_confusions: list | None = None) -> NoisyLabels:
+def inject_noise(
+    cfg: NoiseConfig,
+    clean: np.ndarray,
+    run_seed: int,
+    class_names: list[str] | None = None,
+    default_confusions: list | None = None,
+    verified: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+) -> NoisyLabels:
+    """`clean`: the dataset's training labels (for `real`, the labels as given; `verified` holds the
+    rows and labels of the clean subset, if any)."""
+    if cfg.mode == "real":
+        return real_noise(clean, *verified)
     rng = np.random.default_rng([cfg.seed if cfg.seed is not None else run_seed, 9001])
     if cfg.mode == "none":
         return _result(clean, clean.copy())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import RunConfig
+from ..data.noise import UNKNOWN
 from ..errors import UserError
 from .base import Batch, Method, Selection
 from .baseline import FixedLabels
@@ -21,7 +22,13 @@ def noise_rates(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> 
     m = cfg.method
     c = observed.shape[1]
     if m.noise_rate_source == "oracle":
-        eps_c = (observed != clean).float().mean(0)
+        known = clean != UNKNOWN
+        if not known.any():
+            raise UserError(
+                "method.noise_rate_source: oracle measures the noise against clean labels, which noise.mode real does not have; "
+                "give method.noise_rates or method.noise_rate (or a noise.clean_subset to measure them on)"
+            )
+        eps_c = ((observed != clean) & known).sum(0).float() / known.sum(0).clamp(min=1)
     else:
         if m.noise_rates is not None and len(m.noise_rates) != c:
             raise UserError(f"method.noise_rates: expected {c} values (one per class), got {len(m.noise_rates)}")
@@ -35,6 +42,8 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     """observed/clean: the N x C training labels (uint8) on the training device."""
     name = cfg.method.name
     loss_fn = AsymmetricLoss.from_config(cfg.loss)
+    if name == "asl-clean" and bool((clean == UNKNOWN).any()):
+        raise UserError("method.name: asl-clean trains on the clean labels, which noise.mode real does not have")
     if name in ("asl", "asl-clean"):
         return FixedLabels(observed, clean, loss_fn, use_clean=name == "asl-clean")
     if name == "disc":

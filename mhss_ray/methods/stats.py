@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data.noise import UNKNOWN
+
 
 SELECTION_KEYS = ("selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise")
 
@@ -16,22 +18,25 @@ class SelectionStats:
     correction_precision: share of label changes whose new label equals the clean one.
     corrections: number of label changes in the epoch.
     residual_noise: share of entries whose current label differs from the clean one (epoch end).
+    With real noise the clean labels are known on a verified subset only (UNKNOWN elsewhere): the
+    ratios are computed on the known entries (NaN without any); `corrections` counts every change.
     """
 
     def __init__(self, observed: torch.Tensor, clean: torch.Tensor):
         self.observed, self.clean = observed, clean
+        self.known = clean != UNKNOWN
         self.reset()
 
     def reset(self) -> None:
         z = lambda: torch.zeros((), dtype=torch.long, device=self.clean.device)  # noqa: E731
         self.trained, self.trained_correct, self.clean_seen, self.clean_trained = z(), z(), z(), z()
-        self.changed, self.changed_correct = z(), z()
+        self.changed, self.changed_known, self.changed_correct = z(), z(), z()
 
     def add_training(self, indices: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> None:
         clean = self.clean[indices]
-        observed_ok = self.observed[indices] == clean
+        observed_ok = self.observed[indices] == clean  # False where unknown: observed labels are 0/1
         mask = torch.ones_like(observed_ok) if mask is None else mask.bool()
-        self.trained += mask.sum()
+        self.trained += (mask & self.known[indices]).sum()
         self.trained_correct += (mask & (targets.to(clean.dtype) == clean)).sum()
         self.clean_seen += observed_ok.sum()
         self.clean_trained += (mask & observed_ok).sum()
@@ -39,17 +44,19 @@ class SelectionStats:
     def add_corrections(self, indices: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         changed = old != new
         self.changed += changed.sum()
+        self.changed_known += (changed & self.known[indices]).sum()
         self.changed_correct += (changed & (new == self.clean[indices])).sum()
 
     def summary(self, current_labels: list[torch.Tensor]) -> dict[str, float]:
         def ratio(a, b):
             return float(a) / float(b) if int(b) > 0 else float("nan")
 
-        residual = sum(float((y != self.clean).float().mean()) for y in current_labels) / len(current_labels)
+        known = self.known.sum()
+        residual = sum(ratio(((y != self.clean) & self.known).sum(), known) for y in current_labels) / len(current_labels)
         return {
             "selection_precision": ratio(self.trained_correct, self.trained),
             "selection_recall": ratio(self.clean_trained, self.clean_seen),
-            "correction_precision": ratio(self.changed_correct, self.changed),
+            "correction_precision": ratio(self.changed_correct, self.changed_known),
             "corrections": int(self.changed),
             "residual_noise": residual,
         }

@@ -25,14 +25,14 @@ from torch.utils.data import DataLoader
 
 from ..config import OptimConfig, RunConfig, RuntimeConfig
 from ..data import DataBundle, build_dataset
+from ..data.images import original_index
 from ..data.noise import NoisyLabels, inject_noise
 from ..errors import TrainingDiverged, UserError
-from ..data.views import TwoViews
 from ..methods import Batch, Method, build_method
 from .batching import EvenBatches
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import World, state_digest
-from .metrics import classification_metrics
+from .metrics import classification_metrics, sewer_metrics
 from .models import create_ema, create_network
 
 ReportFn = Callable[[dict, Optional[str]], None]  # (metrics, checkpoint folder or None)
@@ -99,10 +99,11 @@ class Trainer:
         self.rt = Runtime.resolve(cfg.runtime)
         self.world = World.current()
         self.data = data if data is not None else build_dataset(cfg)
-        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions)
+        verified = (self.data.verified_rows, self.data.verified_labels)
+        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions, verified)
         dev = self.rt.device
         self.observed = torch.from_numpy(self.noise.labels).to(dev)
-        self.clean = torch.from_numpy(self.data.train.labels).to(dev)
+        self.clean = torch.from_numpy(self.noise.clean).to(dev)  # UNKNOWN where real noise has no verified label
         self.method: Method = method_factory(cfg, self.observed, self.clean)
 
         self.nets = []
@@ -122,7 +123,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         bs = cfg.data.batch_size
-        train_images = self.data.train.images if self.method.num_views == 1 else TwoViews(self.data.train.images)
+        train_images = self.data.train.images if self.method.num_views == 1 else self.data.train.images.two_views()
         self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed, self.world)  # bs: the global batch
         loader_kw = dict(
             num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0, worker_init_fn=seed_worker
@@ -135,6 +136,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optim, [p for n in self.nets for p in n.parameters()])
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, len(self.train_loader), cfg.schedule.epochs)
         self.start_epoch = 0
+        self.skipped: set[str] = set()  # unreadable image files left out (data.on_bad_image: skip)
 
     # ---------------------------------------------------------------- state
 
@@ -179,6 +181,24 @@ class Trainer:
         x = x.to(self.rt.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
 
+    def drop_bad_images(self, dataset, images, indices: torch.Tensor):
+        """Rows whose image file could not be decoded come back with a negative index (data/images.py):
+        stop with the file's name, or leave them out of the batch (`data.on_bad_image: skip`)."""
+        bad = indices < 0
+        if not bool(bad.any()):
+            return images, indices, 0
+        rows = [original_index(int(i)) for i in indices[bad]]
+        if self.cfg.data.on_bad_image == "error":
+            raise UserError(f"{dataset.failure(rows[0])}; set data.on_bad_image: skip to leave such images out")
+        for r in rows:
+            path = dataset.path(r)
+            if path not in self.skipped and self.world.is_main:
+                print(f"skipping unreadable image {path}", flush=True)
+            self.skipped.add(path)
+        good = ~bad
+        images = [v[good] for v in images] if isinstance(images, (list, tuple)) else images[good]
+        return images, indices[good], int(bad.sum())
+
     def train_step(self, views: list[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:
         """One optimisation step of every network on one batch (views already on the device).
 
@@ -204,9 +224,13 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         seed_host_rngs(self.cfg.seed, epoch)
         self.method.begin_epoch(epoch)
-        total_loss, steps = 0.0, 0
+        total_loss, steps, skipped = 0.0, 0, 0
         start = time.perf_counter()
         for images, indices in self.train_loader:
+            images, indices, bad = self.drop_bad_images(self.train_loader.dataset, images, indices)
+            skipped += bad
+            if len(indices) == 0 and not self.world.parallel:
+                continue
             views = [self._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
             loss = self.train_step(views, indices.to(self.rt.device, non_blocking=True))
             total_loss += loss.item()
@@ -216,6 +240,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         # every training image is seen once per epoch (by one of the workers)
         stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": len(self.data.train) / seconds, "train_seconds": seconds}
+        if self.cfg.data.on_bad_image == "skip":
+            stats["skipped_images"] = skipped
         stats.update(self.method.end_epoch(epoch))
         if self.world.parallel:  # the design promises identical method state on every worker: check it
             digest = state_digest(self.method.state_dict())
@@ -229,26 +255,46 @@ class Trainer:
         return self.emas[0].module if self.emas else self.nets[0]
 
     @torch.no_grad()
-    def predict(self, loader: DataLoader) -> np.ndarray:
+    def predict(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, row indices): rows of unreadable images are left out (or stop the run)."""
         net = self.eval_network()
         net.eval()
-        out = []
-        for images, _ in loader:
+        out, rows = [], []
+        for images, indices in loader:
+            images, indices, _ = self.drop_bad_images(loader.dataset, images, indices)
+            if len(indices) == 0:
+                continue
             with self._autocast():
                 out.append(torch.sigmoid(net(self._to_device(images)).float()).cpu())
-        return torch.cat(out).numpy()
+            rows.append(indices)
+        return torch.cat(out).numpy(), torch.cat(rows).numpy()
 
     def evaluate(self) -> dict[str, float]:
         metrics = {}
         for split, loader in self.eval_loaders.items():
-            labels = getattr(self.data, split).labels
-            metrics.update(classification_metrics(self.predict(loader), labels, self.data.class_names, split))
+            probs, rows = self.predict(loader)
+            labels = getattr(self.data, split).labels[rows]
+            metrics.update(classification_metrics(probs, labels, self.data.class_names, split))
+            if self.data.class_weights is not None:
+                metrics.update(sewer_metrics(probs, labels, self.data.class_weights, split))
+            if self.cfg.data.on_bad_image == "skip":
+                metrics[f"{split}_skipped_images"] = len(loader.dataset) - len(rows)
         return metrics
 
     def noise_metrics(self) -> dict[str, float]:
+        """Realised noise rates where the clean labels are known (synthetic noise, or a verified subset)."""
+        if self.noise.known_rows == 0:
+            return {}
         rates = {f"noise_rate_{n}": float(r) for n, r in zip(self.data.class_names, self.noise.rates)}
-        rates["noise_rate"] = float(self.noise.rates.mean())
+        rates["noise_rate"] = float(np.nanmean(self.noise.rates))
         return rates
+
+    def noise_summary(self) -> str:
+        known = self.noise.known_rows
+        if known == 0:
+            return "clean labels unknown"
+        where = "" if known == len(self.data.train) else f" on {known} verified images"
+        return f"realised mean eps {np.nanmean(self.noise.rates):.3f}{where}"
 
     def run(self, report: ReportFn, log: Callable[[str], None] = print) -> list[dict]:
         """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one."""
@@ -259,7 +305,7 @@ class Trainer:
         if self.start_epoch == 0:
             log(
                 f"{cfg.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "
-                f"{self.data.num_classes} classes; noise {cfg.noise.mode}, realised mean eps {self.noise.rates.mean():.3f}; "
+                f"{self.data.num_classes} classes; noise {cfg.noise.mode}, {self.noise_summary()}; "
                 f"method {cfg.method.name} on {len(self.nets)} x {cfg.model.name}, device {self.rt.device}"
             )
         history = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, fbeta_score
 
 
 def average_precision_per_class(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -35,3 +35,24 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, class_names: 
     }
     out.update({f"{prefix}_AP_{name}": float(v * 100) for name, v in zip(class_names, ap)})
     return out
+
+
+def f2_ciw(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray, threshold: float = 0.5) -> float:
+    """Sewer-ML's class-importance-weighted F2 (x100): per-class F2 at `threshold`, averaged with the
+    weights. A class that is never predicted, or has no positive, scores 0 (scikit-learn's
+    zero_division=0)."""
+    pred = (probs >= threshold).astype(np.uint8)
+    f2 = fbeta_score(targets, pred, beta=2, average=None, zero_division=0)
+    return float(np.sum(weights * f2) / np.sum(weights) * 100)
+
+
+def f1_normal(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> float:
+    """Sewer-ML's F1 of the implicit "normal" class (x100): an image is normal when it has no defect
+    label, predicted normal when no class reaches `threshold`."""
+    normal = (targets.sum(axis=1) == 0).astype(np.uint8)
+    predicted = ((probs >= threshold).sum(axis=1) == 0).astype(np.uint8)
+    return float(f1_score(normal, predicted, zero_division=0) * 100)
+
+
+def sewer_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, float]:
+    return {f"{prefix}_F2_CIW": f2_ciw(probs, targets, weights), f"{prefix}_F1_normal": f1_normal(probs, targets)}

@@ -1,0 +1,114 @@
+"""Images decoded from files in the DataLoader workers (PIL for PNG/JPEG, tifffile for TIFF).
+
+The dataset holds the file names (one Arrow string array, no per-row Python objects) and decodes
+on access; nothing decoded stays in memory. An image that cannot be decoded does not raise inside
+the worker (torch would turn that into a traceback): the item comes back with a negative index,
+`bad_index(i)`, and the trainer stops with an error naming the file or, with
+`data.on_bad_image: skip`, leaves the image out and counts it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import tifffile
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def bad_index(index: int) -> int:
+    return -index - 1
+
+
+def original_index(marked: int) -> int:
+    return -marked - 1
+
+
+def read_tiff(path: str) -> np.ndarray:
+    """H x W x C, whatever order the file stores its samples in (TreeSatAI: planar, 4 bands)."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        array, axes = series.asarray(), series.axes
+    if array.ndim == 2:
+        return array[..., None]
+    if axes.endswith("YX") and array.ndim == 3:  # planar: C x H x W
+        return np.moveaxis(array, 0, -1)
+    return array
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array // 257).astype(np.uint8)
+    raise ValueError(f"unsupported sample type {array.dtype} (expected 8- or 16-bit)")
+
+
+class ImageReader:
+    """Path -> H x W x C uint8 array with the chosen bands (band indices into the file's samples);
+    PNG/JPEG files come back as RGB."""
+
+    def __init__(self, bands: tuple[int, ...] | None = None):
+        self.bands = bands
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.bands is None else len(self.bands)
+
+    def __call__(self, path: str) -> np.ndarray:
+        if path.lower().endswith(TIFF_SUFFIXES):
+            array = to_uint8(read_tiff(path))
+        else:
+            with Image.open(path) as img:
+                array = np.asarray(img.convert("RGB"))
+        if self.bands is not None:
+            if array.shape[-1] <= max(self.bands):
+                raise ValueError(f"has {array.shape[-1]} bands, band {max(self.bands) + 1} requested")
+            array = array[..., list(self.bands)]
+        elif array.shape[-1] != 3:
+            array = np.repeat(array[..., :1], 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+        return np.ascontiguousarray(array)
+
+
+class ImageFiles(Dataset):
+    """Item i -> (transformed image, i); with several transforms, a tuple of views. `weak` is the
+    training transform without RandAugment, for DISC's weak view (`two_views`)."""
+
+    def __init__(self, folder: str | Path, names: pa.StringArray, reader: ImageReader, transforms: list[Callable], size: int, weak: Callable | None = None):
+        self.folder, self.names, self.reader, self.transforms, self.size, self.weak = str(folder), names, reader, transforms, size, weak
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.folder, self.names[index].as_py())
+
+    def __getitem__(self, index: int):
+        try:
+            array = self.reader(self.path(index))
+        except Exception:  # noqa: BLE001  (any decoder failure: reported by the trainer, see module doc)
+            blank = torch.zeros(self.reader.channels, self.size, self.size)
+            views = [blank] * len(self.transforms)
+            return (views[0] if len(views) == 1 else tuple(views)), bad_index(index)
+        views = [t(array) for t in self.transforms]
+        return (views[0] if len(views) == 1 else tuple(views)), index
+
+    def failure(self, index: int) -> str:
+        """Why image `index` cannot be used (decoded again in the calling process, for the message)."""
+        try:
+            self.reader(self.path(index))
+        except Exception as exc:  # noqa: BLE001
+            reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            return f"{self.path(index)}: cannot decode image ({reason})"
+        return f"{self.path(index)}: could not be decoded in a DataLoader worker"
+
+    def two_views(self) -> "ImageFiles":
+        """(weak, strong) views of each training image: strong = weak + RandAugment."""
+        return ImageFiles(self.folder, self.names, self.reader, [self.weak, self.transforms[0]], self.size)
