@@ -42,6 +42,7 @@ PARAMS = {
 PER_CLASS_KEYS = ("method.noise_rates",)
 DRIVER_MEMORY_BYTES = 256 * 2**20  # a Ray Train trial's driver process (it imports Ray and torch)
 METRICS = ("val_mAP", "test_mAP", "val_f1_micro", "val_f1_macro", "train_loss")
+WEIGHTED_METRICS = ("val_F2_CIW", "val_F1_normal", "test_F2_CIW", "test_F1_normal")  # sewerml, or data.class_weights given
 
 
 # ----------------------------------------------------------------------------- the tune: block
@@ -85,9 +86,10 @@ class TuneSection:
     max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
 
 
-def _check_tune(t: TuneSection) -> None:
-    if t.metric not in METRICS:
-        raise UserError(f"tune.metric: expected one of {', '.join(METRICS)}, got {show_value(t.metric)}")
+def _check_tune(t: TuneSection, cfg: RunConfig) -> None:
+    metrics = METRICS + (WEIGHTED_METRICS if cfg.data.name == "sewerml" or cfg.data.class_weights else ())
+    if t.metric not in metrics:
+        raise UserError(f"tune.metric: expected one of {', '.join(metrics)}, got {show_value(t.metric)}")
     r = t.resources
     g = r.gpu_per_worker
     if r.workers > 1 and g > 0 and (g < 1 or not float(g).is_integer()):
@@ -382,7 +384,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         tune_raw = rest.pop("tune", None) or {}
         base_cfg = from_dict(RunConfig, rest)
         tune_section = from_dict(TuneSection, tune_raw, "tune")
-        _check_tune(tune_section)
+        _check_tune(tune_section, base_cfg)
         names = class_names(base_cfg)
         dims = _dimensions(rest, base_cfg, search)
         if tune_section.search_alg.name == "hyperopt":

@@ -10,6 +10,8 @@ from ray.tune.search.sample import Categorical, Float, Integer
 from mhss_ray.errors import UserError
 from mhss_ray.tune.space import load_space
 
+from ..conftest import REPO
+
 SPACE = {
     "data": {"n_train": 400},
     "noise": {"mode": "complex", "rate": 0.2},
@@ -143,3 +145,21 @@ def test_the_demo_space_is_valid_and_studies_mhss(cli_env):
     assert spec.base_config.method.name == "mhss" and spec.base_config.data.name == "digits-mosaic"
     assert keys[:2] == ["method.alpha", "method.theta"] and keys[2:12] == [f"method.noise_rates[{i}]" for i in range(10)]
     assert spec.tune.scheduler.name == "asha" and spec.tune.search_alg.name == "hyperopt" and spec.trials_per_gpu() is None
+
+
+@pytest.mark.parametrize("name, env", [("ucmerced", "UCMERCED_ROOT"), ("treesat", "TREESAT_ROOT"), ("sewerml", "SEWERML_ROOT")])
+def test_dataset_spaces_read_their_folder_from_set_or_environment(tmp_path, monkeypatch, name, env):
+    from mhss_ray.data import fixtures
+
+    fixtures.WRITERS[name](tmp_path)
+    monkeypatch.delenv(env, raising=False)
+    with pytest.raises(UserError, match=f"{name}.yaml: data.root: data/{name}: no such folder"):
+        load_space(REPO / "search_spaces" / f"{name}.yaml")
+    by_set = load_space(REPO / "search_spaces" / f"{name}.yaml", [f"data.root={tmp_path}"])
+    monkeypatch.setenv(env, str(tmp_path))
+    by_env = load_space(REPO / "search_spaces" / f"{name}.yaml")
+    assert by_set.base_config.data.root == by_env.base_config.data.root == str(tmp_path)
+    cfg = by_env.base_config
+    assert (cfg.model.name, cfg.data.image_size, cfg.optim.name, cfg.schedule.epochs) == ("tresnet_m", 224, "adam", 30)
+    per_class = [d for d in by_env.dimensions if d.key.startswith("method.noise_rates[")]
+    assert len(per_class) == len(by_env.class_names) > 10  # one dimension per class of the dataset
