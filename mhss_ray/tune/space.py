@@ -373,6 +373,20 @@ def _expand_points(points: list | None) -> list[dict]:
     return out
 
 
+# Paths a trial opens: Tune runs each trial in its own folder (and Ray Train its workers elsewhere),
+# so a path relative to where mhss-tune was started is made absolute before the trials get it.
+LOCAL_PATH_KEYS = (("data", "root"), ("model", "pretrained_path"))
+
+
+def _absolute_paths(base: dict, cfg: RunConfig) -> dict:
+    base = copy.deepcopy(base)
+    for section, key in LOCAL_PATH_KEYS:
+        value = getattr(getattr(cfg, section), key)  # ${VAR} already expanded
+        if value is not None:
+            base.setdefault(section, {})[key] = str(Path(value).expanduser().absolute())
+    return base
+
+
 def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
     """Read and validate a search-space file; `--set` overrides apply to the base config and tune.*."""
     path = Path(path)
@@ -382,6 +396,8 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         rest = {k: v for k, v in data.items() if k != "search"}
         apply_overrides(rest, overrides or [])
         tune_raw = rest.pop("tune", None) or {}
+        base_cfg = from_dict(RunConfig, rest)
+        rest = _absolute_paths(rest, base_cfg)
         base_cfg = from_dict(RunConfig, rest)
         tune_section = from_dict(TuneSection, tune_raw, "tune")
         _check_tune(tune_section, base_cfg)

@@ -153,8 +153,11 @@ def test_dataset_spaces_read_their_folder_from_set_or_environment(tmp_path, monk
 
     fixtures.WRITERS[name](tmp_path)
     monkeypatch.delenv(env, raising=False)
-    with pytest.raises(UserError, match=f"{name}.yaml: data.root: data/{name}: no such folder"):
+    with pytest.raises(UserError, match=f"{name}.yaml: data.root: .*data/{name}: no such folder"):
         load_space(REPO / "search_spaces" / f"{name}.yaml")
+    monkeypatch.chdir(tmp_path.parent)
+    relative = load_space(REPO / "search_spaces" / f"{name}.yaml", [f"data.root={tmp_path.name}"])
+    assert relative.base_config.data.root == str(tmp_path)  # absolute: trials run in their own folders
     by_set = load_space(REPO / "search_spaces" / f"{name}.yaml", [f"data.root={tmp_path}"])
     monkeypatch.setenv(env, str(tmp_path))
     by_env = load_space(REPO / "search_spaces" / f"{name}.yaml")

@@ -134,3 +134,31 @@ def test_killed_study_resumes_from_its_checkpoints(tmp_path, cli_env, workers):
         # each epoch reported once; a Ray Train checkpoint lands just before Tune hears of its
         # epoch, so a kill in between leaves that one epoch unreported (it is not trained again)
         assert after[trial_id] == sorted(set(after[trial_id])) and len(after[trial_id]) >= 5
+
+
+def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
+    """The shipped Sewer-ML space on a fixture, as a user runs it: data.root relative to where
+    mhss-tune starts (trials run in their own folders), Ray Train trials, F2-CIW as the metric."""
+    from mhss_ray.data import fixtures
+    from tests.conftest import REPO
+
+    fixtures.write_sewerml(tmp_path / "sewer", n_train=40, n_val=12)
+    sets = [
+        "data.root=sewer", "data.image_size=32", "data.batch_size=16", "data.num_workers=0", "model.name=resnet18",
+        "schedule.epochs=2", "runtime.device=cpu", "runtime.threads=1", "tune.num_samples=2", "tune.scheduler.name=fifo",
+        "tune.search_alg.name=random", "tune.search_alg.points_to_evaluate=null", "tune.max_concurrent_trials=2",
+        "tune.resources.cpus_per_worker=1", "tune.resources.gpu_per_worker=0", "tune.storage_path=studies",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(REPO / "search_spaces" / "sewerml.yaml")]
+    cmd += [a for s in sets for a in ("--set", s)]
+    env = dict(cli_env, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    from ray.tune import ExperimentAnalysis
+
+    frames = ExperimentAnalysis(str(tmp_path / "studies" / "sewerml")).trial_dataframes
+    assert len(frames) == 2
+    for df in frames.values():
+        assert list(df["epoch"]) == [1, 2]
+        assert df["val_F2_CIW"].between(0, 100).all() and df["test_F1_normal"].between(0, 100).all()
