@@ -30,20 +30,41 @@ class ImageTransforms:
     eval: Callable
 
 
+class FromRGBArray:
+    """H x W x 3 uint8 array -> a timm (PIL) transform. A class, not a lambda: DataLoader workers
+    started with spawn (macOS, Windows) receive the dataset pickled."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, array: np.ndarray) -> torch.Tensor:
+        return self.transform(Image.fromarray(array, "RGB"))
+
+
+class FromBandsArray:
+    """H x W x C uint8 array -> a torchvision v2 transform on the C x H x W tensor."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, array: np.ndarray) -> torch.Tensor:
+        return self.transform(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))))
+
+
 def _rgb(cfg: DataConfig, mean, std, train: bool, randaugment: str | None) -> Callable:
     size = (3, cfg.image_size, cfg.image_size)
     if train:
         t = create_transform(size, is_training=True, scale=CROP_SCALE, hflip=0.5, color_jitter=None, auto_augment=randaugment, interpolation="bilinear", mean=mean, std=std)
     else:
         t = create_transform(size, is_training=False, crop_pct=1.0, crop_mode="squash", interpolation="bilinear", mean=mean, std=std)
-    return lambda array: t(Image.fromarray(array, "RGB"))
+    return FromRGBArray(t)
 
 
 def _bands(cfg: DataConfig, mean, std, train: bool) -> Callable:
     s = cfg.image_size
     head = [v2.RandomResizedCrop(s, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()] if train else [v2.Resize((s, s), antialias=True)]
     t = v2.Compose([*head, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
-    return lambda array: t(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))))
+    return FromBandsArray(t)
 
 
 def build_transforms(cfg: DataConfig, chans: int, mean: list[float], std: list[float]) -> ImageTransforms:

@@ -181,3 +181,15 @@ def test_mhss_train_runs_one_epoch_on_each_format(tmp_path, cli_env, fmt, extra)
         assert "verified images" in proc.stdout
     else:
         assert "test_F2_CIW" not in metrics
+
+
+def test_image_datasets_pickle_for_spawned_dataloader_workers(tmp_path):
+    import pickle
+
+    fixtures.write_treesat(tmp_path, n_train=10, n_test=4)
+    for bands in (["R", "G", "B"], ["IR", "G", "B", "R"]):
+        bundle = build_dataset(config("treesat", tmp_path, bands=bands, val_fraction=0.2))
+        for ds in (bundle.train.images, bundle.train.images.two_views(), bundle.test.images):
+            clone = pickle.loads(pickle.dumps(ds))
+            assert len(clone) == len(ds)
+        assert torch.equal(pickle.loads(pickle.dumps(bundle.test.images))[1][0], bundle.test.images[1][0])
