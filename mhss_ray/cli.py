@@ -100,6 +100,7 @@ def _tune(argv) -> int:
     errors = sum(1 for r in results if r.error)
     print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
     print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")
+    print(f"tables, plots and the best config: mhss-analyze {study_path(spec)}")
     return 1 if errors == len(results) else 0
 
 
@@ -109,3 +110,30 @@ def tune_main(argv=None) -> int:
 
 if __name__ == "__main__":
     train_main()
+
+
+def _analyze(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mhss-analyze", description="Tables (Parquet), plots and a summary of one or more finished or interrupted studies; starts no Ray."
+    )
+    parser.add_argument("studies", nargs="+", metavar="STUDY", help="study folder: storage_path/<name> (a local path, NFS, s3://... or gs://...)")
+    parser.add_argument("--out", help="output folder (default: runs/analysis/<study names>); replaced if it exists")
+    args = parser.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    from .analysis.load import load_studies
+    from .analysis.report import write_report
+
+    tables = load_studies(args.studies)
+    out = Path(args.out) if args.out else Path("runs") / "analysis" / "+".join(tables.info)
+    files = write_report(tables, out)
+    counts = tables.trials["outcome"].value_counts()
+    print(f"{len(tables.trials)} trials ({', '.join(f'{n} {o}' for o, n in counts.items())}), {len(tables.epochs)} trial-epochs from {len(tables.info)} studies")
+    print(f"wrote {out}: " + ", ".join(f.name for f in files))
+    return 0
+
+
+def analyze_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-analyze", _analyze, argv))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from ..analysis.load import STUDY_INFO
 from .space import StudySpec
 
 
@@ -30,3 +32,32 @@ def remove_study(path: str) -> None:
 
     fs, inner = pyarrow.fs.FileSystem.from_uri(path)
     fs.delete_dir(inner)
+
+
+def study_info(spec: StudySpec) -> dict:
+    """What analysis needs and Tune's files do not say: how trials were judged and stopped, the
+    class names behind eps_<class>, and the base run config (the best trial's full config is the
+    base plus its sampled point)."""
+    t = spec.tune
+    return {
+        "name": spec.name,
+        "space_file": spec.path.name,
+        "metric": t.metric,
+        "mode": t.mode,
+        "max_t": spec.max_t,
+        "scheduler": {"name": t.scheduler.name, "grace_period": t.scheduler.grace_period, "reduction_factor": t.scheduler.reduction_factor},
+        "search_alg": t.search_alg.name,
+        "num_samples": t.num_samples,
+        "class_names": spec.class_names,
+        "searched": [d.key for d in spec.dimensions],
+        "base": spec.base,
+    }
+
+
+def write_study_info(spec: StudySpec, path: str) -> None:
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    fs.create_dir(inner, recursive=True)
+    with fs.open_output_stream(f"{inner}/{STUDY_INFO}") as f:
+        f.write((json.dumps(study_info(spec), indent=2, default=str) + "\n").encode())

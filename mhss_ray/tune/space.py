@@ -270,12 +270,7 @@ class StudySpec:
 
     def trial_config(self, point: dict) -> RunConfig:
         """The run config of one sampled point of the space ({search key: value})."""
-        data = copy.deepcopy(self.base)
-        for key, value in point.items():
-            set_key(data, key, value)
-            if key.startswith("method.noise_rates["):
-                set_key(data, "method.noise_rate_source", "given")
-        return from_dict(RunConfig, data)
+        return from_dict(RunConfig, apply_point(self.base, point))
 
     def trial_resources(self) -> dict:
         """Resources one trial holds while it trains: its own process (workers: 0) or its workers."""
@@ -371,6 +366,17 @@ def _expand_points(points: list | None) -> list[dict]:
                 flat[key] = value
         out.append(flat)
     return out
+
+
+def apply_point(base: dict, point: dict) -> dict:
+    """The run-config mapping of one point of the space: the base with the sampled values set
+    (per-class noise rates make the forget rates use them: noise_rate_source given)."""
+    data = copy.deepcopy(base)
+    for key, value in point.items():
+        set_key(data, key, value)
+        if key.startswith("method.noise_rates["):
+            set_key(data, "method.noise_rate_source", "given")
+    return data
 
 
 # Paths a trial opens: Tune runs each trial in its own folder (and Ray Train its workers elsewhere),

@@ -11,7 +11,7 @@ import math
 import os
 
 from ..errors import UserError
-from .cluster import holds_study, remove_study, storage_uri, study_path
+from .cluster import holds_study, remove_study, storage_uri, study_path, write_study_info
 from .driver import trial_main
 from .space import StudySpec
 
@@ -99,6 +99,8 @@ def run_study(spec: StudySpec, address: str | None = None, resume: bool = False,
         if not overwrite:
             raise UserError(f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another")
         remove_study(path)
+    if not resume:
+        write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
     connect(address)
     tuner = restore_tuner(spec) if resume else build_tuner(spec)
     return tuner.fit()

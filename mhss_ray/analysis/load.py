@@ -1,0 +1,205 @@
+"""Study folders -> two tidy tables, without starting Ray.
+
+A study folder holds Tune's files (the experiment state, one folder per trial with `result.json`)
+and `mhss_study.json`, which `mhss-tune` writes first (metric, mode, max_t, scheduler, class names,
+the base run config). Tune's `ExperimentAnalysis` reads them through pyarrow's filesystems, so a
+local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupted.
+
+    trials: one row per trial: study, trial_id, status (Tune's), outcome (completed, stopped early,
+            errored, unfinished), error, node, method, the searched config (per-class noise rates as
+            eps_<class>), epochs, best/last metric, test mAP at the best epoch, checkpoint
+    epochs: one row per trial x epoch, every reported metric (a re-reported epoch keeps its last row)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+
+STUDY_INFO = "mhss_study.json"
+# Tune's bookkeeping columns that say nothing about the model
+TUNE_COLUMNS = {
+    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date", "pid",
+    "time_since_restore", "iterations_since_restore", "experiment_tag", "time_this_iter_s",
+}  # fmt: skip
+PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
+OUTCOMES = ("completed", "stopped early", "errored", "unfinished")
+
+
+@dataclass
+class StudyTables:
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    info: dict = field(default_factory=dict)  # study name -> its mhss_study.json
+
+    def study(self, name: str) -> dict:
+        return self.info.get(name, {})
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    if "://" not in path:
+        from pathlib import Path
+
+        path = str(Path(path).expanduser().resolve())
+    try:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    except (pyarrow.lib.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{path}: cannot open ({str(exc).splitlines()[0][:160]})") from None
+
+
+def read_info(path: str) -> dict:
+    """The study's mhss_study.json, or {} for a study run before it was written."""
+    fs, inner = _filesystem(path)
+    target = f"{inner.rstrip('/')}/{STUDY_INFO}"
+    try:
+        with fs.open_input_stream(target) as f:
+            return json.loads(f.readall().decode())
+    except (FileNotFoundError, OSError):
+        return {}
+
+
+def column_name(key: str, class_names: list[str]) -> str:
+    """A readable column for a searched key: per-class noise rates become eps_<class>."""
+    m = PER_CLASS.match(key)
+    if m and int(m.group(1)) < len(class_names):
+        return f"eps_{class_names[int(m.group(1))]}"
+    return key
+
+
+def first_line_of_error(text: str | None) -> str:
+    """The exception line of a Tune error trace (its last non-empty line), e.g.
+    `mhss_ray.errors.TrainingDiverged: training loss became nan at epoch 2`."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _outcome(status: str, epochs: int, max_t: int | None) -> str:
+    if status == "ERROR":
+        return "errored"
+    if status == "TERMINATED":
+        return "completed" if max_t is None or epochs >= max_t else "stopped early"
+    return "unfinished"  # RUNNING / PENDING / PAUSED in the saved state: the study was interrupted
+
+
+def _checkpoint(trial) -> str | None:
+    """The trial's latest checkpoint; for Ray Train trials, the Train checkpoint its pointer names."""
+    ckpt = getattr(trial, "checkpoint", None)
+    if ckpt is None:
+        return None
+    try:
+        with ckpt.filesystem.open_input_stream(f"{ckpt.path}/train_checkpoint.json") as f:
+            return json.loads(f.readall().decode()).get("train_checkpoint") or ckpt.path
+    except (FileNotFoundError, OSError, ValueError):
+        return ckpt.path
+
+
+def _epochs_frame(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty or "epoch" not in df:
+        return pd.DataFrame()
+    keep = [c for c in df.columns if c not in TUNE_COLUMNS and not c.startswith("config/")]
+    out = df[keep].copy()
+    out["epoch"] = out["epoch"].astype(int)
+    return out.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def load_study(path: str) -> StudyTables:
+    """One study folder (local path or URI) -> StudyTables."""
+    from ray.tune import ExperimentAnalysis
+
+    info = read_info(path)
+    name = info.get("name") or PurePosixPath(path.rstrip("/")).name
+    metric, mode = info.get("metric", "val_mAP"), info.get("mode", "max")
+    max_t = info.get("max_t")
+    classes = info.get("class_names", [])
+    base_method = info.get("base", {}).get("method", {}).get("name", "asl")
+    try:
+        analysis = ExperimentAnalysis(path if "://" in path else str(_resolve(path)))
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(f"{path}: holds no Tune study ({str(exc).splitlines()[0][:160]})") from None
+    frames = analysis.trial_dataframes
+    trial_rows, epoch_frames = [], []
+    for trial in analysis.trials:
+        epochs = _epochs_frame(frames.get(trial.trial_id, pd.DataFrame()))
+        row = {"study": name, "trial_id": trial.trial_id, "status": trial.status}
+        n = int(epochs["epoch"].max()) if not epochs.empty else 0
+        row["outcome"] = _outcome(trial.status, n, max_t)
+        row["error"] = first_line_of_error(trial.get_error()) if trial.status == "ERROR" else ""
+        last = epochs.iloc[-1] if not epochs.empty else {}
+        row["node"] = str(last.get("hostname", "")) if len(last) else ""
+        row["node_ip"] = str(last.get("node_ip", "")) if len(last) else ""
+        config = dict(trial.config)
+        row["method"] = config.get("method.name", base_method)
+        row.update({column_name(k, classes): v for k, v in config.items()})
+        row["epochs"] = n
+        if not epochs.empty and metric in epochs:
+            values = epochs[metric].astype(float)
+            best = int(values.idxmax() if mode == "max" else values.idxmin())
+            row[f"best_{metric}"] = float(values.iloc[best])
+            row["best_epoch"] = int(epochs["epoch"].iloc[best])
+            row[f"last_{metric}"] = float(values.iloc[-1])
+            if "test_mAP" in epochs:
+                row["test_mAP_at_best"] = float(epochs["test_mAP"].iloc[best])
+        row["checkpoint"] = _checkpoint(trial)
+        trial_rows.append(row)
+        if not epochs.empty:
+            epochs.insert(0, "trial_id", trial.trial_id)
+            epochs.insert(0, "study", name)
+            epoch_frames.append(epochs)
+    trials = pd.DataFrame(trial_rows)
+    epochs_df = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=["study", "trial_id", "epoch"])
+    info = dict(info, name=name, metric=metric, mode=mode)
+    return StudyTables(trials, epochs_df, {name: info})
+
+
+def _resolve(path: str):
+    from pathlib import Path
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_dir():
+        raise UserError(f"{path}: no such study folder")
+    return p
+
+
+def load_studies(paths: list[str]) -> StudyTables:
+    """Several studies (e.g. from different clusters) in one pair of tables, told apart by `study`."""
+    parts = [load_study(p) for p in paths]
+    names = [next(iter(p.info)) for p in parts]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise UserError(f"two studies are named {sorted(dupes)[0]!r}; give each a different --name when running them")
+    trials = pd.concat([p.trials for p in parts], ignore_index=True)
+    epochs = pd.concat([p.epochs for p in parts], ignore_index=True)
+    info = {k: v for p in parts for k, v in p.info.items()}
+    return StudyTables(trials, epochs, info)
+
+
+def best_trials(tables: StudyTables, top: int = 5) -> pd.DataFrame:
+    """The best trials of every study by its own metric (rows sorted best first)."""
+    out = []
+    for name, info in tables.info.items():
+        df = tables.trials[tables.trials["study"] == name]
+        col = f"best_{info['metric']}"
+        if col not in df:
+            continue
+        out.append(df.dropna(subset=[col]).sort_values(col, ascending=info["mode"] == "min").head(top))
+    return pd.concat(out, ignore_index=True) if out else tables.trials.head(0)
+
+
+def epoch_budget(tables: StudyTables, name: str) -> dict:
+    """Epochs the study ran against every trial running max_t epochs (what early stopping saved)."""
+    df = tables.trials[tables.trials["study"] == name]
+    max_t = tables.study(name).get("max_t")
+    run = int(df["epochs"].sum())
+    if not max_t:
+        return {"epochs_run": run}
+    full = int(len(df) * max_t)
+    return {"epochs_run": run, "epochs_without_stopping": full, "saved_share": 1 - run / full if full else np.nan}

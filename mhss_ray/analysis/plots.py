@@ -1,0 +1,205 @@
+"""The plots of a study. Each function draws one figure for one study from the tidy tables and
+returns it (a notebook shows it inline); `save_all` writes them all as PNG and returns the paths.
+The backend is the caller's choice: `mhss-analyze` uses Agg, which needs no display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from .load import StudyTables, best_trials
+
+OUTCOME_MARKERS = {"completed": "o", "stopped early": "X", "errored": "s", "unfinished": "D"}
+TOP = 5  # trials drawn in colour (and named in legends); the others are drawn in grey
+
+
+def _study(tables: StudyTables, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    info = tables.study(name)
+    return tables.trials[tables.trials["study"] == name], tables.epochs[tables.epochs["study"] == name], info
+
+
+def _ranked(trials: pd.DataFrame, info: dict) -> pd.DataFrame:
+    col = f"best_{info['metric']}"
+    if col not in trials:
+        return trials.head(0)
+    return trials.dropna(subset=[col]).sort_values(col, ascending=info["mode"] == "min")
+
+
+def _label(trial: pd.Series) -> str:
+    parts = [trial["trial_id"]]
+    for key, short in (("method.alpha", "α"), ("method.theta", "θ"), ("method.warmup", "warm-up")):
+        if key in trial and pd.notna(trial[key]):
+            parts.append(f"{short} {trial[key]:.2g}" if isinstance(trial[key], float) else f"{short} {trial[key]}")
+    return ", ".join(parts)
+
+
+def metric_vs_alpha(tables: StudyTables, name: str):
+    """Each trial's best metric against α, coloured by θ; the marker says how the trial ended."""
+    trials, _, info = _study(tables, name)
+    metric = info["metric"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x_key = "method.alpha" if "method.alpha" in trials else None
+    c_key = "method.theta" if "method.theta" in trials else None
+    col = f"best_{metric}"
+    if col in trials and x_key:
+        for outcome, marker in OUTCOME_MARKERS.items():
+            df = trials[(trials["outcome"] == outcome) & trials[col].notna()]
+            if df.empty:
+                continue
+            sc = ax.scatter(df[x_key], df[col], c=df[c_key] if c_key else "tab:blue", cmap="viridis", marker=marker, s=70, edgecolors="black", linewidths=0.5, label=outcome,
+                            vmin=trials[c_key].min() if c_key else None, vmax=trials[c_key].max() if c_key else None)  # fmt: skip
+        if c_key:
+            fig.colorbar(sc, ax=ax, label="θ (entropy threshold)")
+        ax.legend(title="trial ended", loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "α was not searched in this study", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("α (forget-rate multiplier)")
+    ax.set_ylabel(f"best {metric}")
+    ax.set_title(f"{name}: best {metric} per trial vs α")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(tables: StudyTables, name: str):
+    """The metric epoch by epoch for every trial; an X where early stopping ended a trial."""
+    trials, epochs, info = _study(tables, name)
+    metric = info["metric"]
+    ranked = _ranked(trials, info)
+    top = list(ranked["trial_id"].head(TOP))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = dict(zip(top, plt.cm.tab10.colors))
+    for _, trial in trials.iterrows():
+        df = epochs[epochs["trial_id"] == trial["trial_id"]]
+        if df.empty or metric not in df:
+            continue
+        tid = trial["trial_id"]
+        ax.plot(df["epoch"], df[metric], marker=".", color=colours.get(tid, "0.75"), lw=2 if tid in colours else 1, label=_label(trial) if tid in colours else None, zorder=3 if tid in colours else 1)
+        if trial["outcome"] == "stopped early":
+            ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], "X", color="black", ms=9, zorder=4)
+        if trial["outcome"] == "errored":
+            ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], "s", color="red", ms=8, zorder=4)
+    ax.plot([], [], "X", color="black", ms=9, ls="none", label="stopped early (ASHA)")
+    if (trials["outcome"] == "errored").any():
+        ax.plot([], [], "s", color="red", ms=8, ls="none", label="errored")
+    max_t = info.get("max_t")
+    if max_t:
+        ax.set_xlim(0.5, max_t + 0.5)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{name}: {metric} by epoch (top {len(top)} of {len(trials)} trials in colour)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_ap(tables: StudyTables, name: str):
+    """Validation and test AP of every class for the best trial, at its best epoch."""
+    trials, epochs, info = _study(tables, name)
+    ranked = _ranked(trials, info)
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(info.get("class_names", [])) + 2), 4.5))
+    if ranked.empty:
+        ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    best = ranked.iloc[0]
+    row = epochs[(epochs["trial_id"] == best["trial_id"]) & (epochs["epoch"] == best["best_epoch"])].iloc[0]
+    classes = info.get("class_names") or sorted(c.removeprefix("test_AP_") for c in epochs if c.startswith("test_AP_"))
+    x = np.arange(len(classes))
+    for offset, split, colour in ((-0.2, "val", "tab:blue"), (0.2, "test", "tab:orange")):
+        ax.bar(x + offset, [row.get(f"{split}_AP_{c}", np.nan) for c in classes], width=0.4, color=colour, label=split)
+    ax.set_xticks(x, classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right" if max(map(len, classes)) > 3 else "center")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("average precision (%)")
+    ax.set_xlabel("class")
+    ax.set_title(f"{name}: per-class AP of the best trial {best['trial_id']} (epoch {int(best['best_epoch'])})")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def selection_over_epochs(tables: StudyTables, name: str):
+    """Selection precision and recall and the corrections of each epoch, for the best trials."""
+    trials, epochs, info = _study(tables, name)
+    ranked = _ranked(trials, info)
+    panels = [("selection_precision", "selection precision"), ("selection_recall", "selection recall"), ("corrections", "corrections per epoch")]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, (key, title) in zip(axes, panels):
+        drawn = False
+        for colour, (_, trial) in zip(plt.cm.tab10.colors, ranked.head(TOP).iterrows()):
+            df = epochs[epochs["trial_id"] == trial["trial_id"]]
+            if key in df and df[key].notna().any():
+                ax.plot(df["epoch"], df[key], marker=".", color=colour, label=_label(trial))
+                drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "not reported\n(no clean labels known)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if key != "corrections":
+            ax.set_ylim(-0.02, 1.02)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(f"{name}: what the best {min(TOP, len(ranked))} trials trained on")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    if handles:  # below the panels, where it hides no line
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
+    return fig
+
+
+def noise_rates(tables: StudyTables, name: str):
+    """Per-class ε_c the best trials used against the realised noise rates, where both are known."""
+    trials, epochs, info = _study(tables, name)
+    classes = info.get("class_names", [])
+    ranked = _ranked(trials, info).head(3)
+    eps_cols = [f"eps_{c}" for c in classes]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(classes) + 2), 4.5))
+    if not classes or not all(c in trials for c in eps_cols) or ranked.empty:
+        ax.text(0.5, 0.5, "per-class noise rates were not searched in this study", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    best_rows = epochs[epochs["trial_id"] == ranked.iloc[0]["trial_id"]]
+    realised = [best_rows[f"noise_rate_{c}"].iloc[-1] if f"noise_rate_{c}" in best_rows else np.nan for c in classes]
+    bars = len(ranked) + 1
+    width = 0.8 / bars
+    x = np.arange(len(classes))
+    ax.bar(x - 0.4 + width / 2, realised, width, color="black", label="realised noise rate")
+    for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, ranked.iterrows()), start=1):
+        ax.bar(x - 0.4 + width * (k + 0.5), [trial[c] for c in eps_cols], width, color=colour, label=f"ε_c of #{k}: {trial['trial_id']}")
+    ax.set_xticks(x, classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right" if max(map(len, classes)) > 3 else "center")
+    ax.set_xlabel("class")
+    ax.set_ylabel("noise rate")
+    ax.set_title(f"{name}: per-class ε_c of the 3 best trials vs the realised noise")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+PLOTS = {
+    "metric_vs_alpha": metric_vs_alpha,
+    "learning_curves": learning_curves,
+    "per_class_ap": per_class_ap,
+    "selection": selection_over_epochs,
+    "noise_rates": noise_rates,
+}
+
+
+def save_all(tables: StudyTables, out: Path) -> list[Path]:
+    paths = []
+    for name in tables.info:
+        for plot, draw in PLOTS.items():
+            fig = draw(tables, name)
+            path = out / f"{name}_{plot}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+__all__ = ["PLOTS", "save_all", "best_trials"]

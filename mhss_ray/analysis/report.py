@@ -1,0 +1,121 @@
+"""`mhss-analyze`'s output folder: the two tables as Parquet, the plots, a summary and the best
+configuration of each study as a ready-to-run `mhss-train` YAML. Written into a temporary folder
+and moved into place at the end, so a failed analysis leaves nothing half-written."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..config import RunConfig, from_dict
+from .load import OUTCOMES, StudyTables, best_trials, column_name, epoch_budget
+from .plots import save_all
+
+SHOWN_CONFIG = ("method.alpha", "method.theta", "method.warmup", "method.q", "optim.lr")
+
+
+def best_config(tables: StudyTables, name: str) -> dict | None:
+    """The full run config of the study's best trial: the study's base config plus its point."""
+    from ..tune.space import apply_point
+
+    info = tables.study(name)
+    best = best_trials(tables, top=1_000_000)
+    best = best[best["study"] == name]
+    if best.empty or "base" not in info:
+        return None
+    trial_id = best.iloc[0]["trial_id"]
+    point = {k: v for k, v in _points(tables, name)[trial_id].items()}
+    cfg = from_dict(RunConfig, apply_point(info["base"], point))
+    return cfg.to_dict()
+
+
+def _points(tables: StudyTables, name: str) -> dict[str, dict]:
+    """trial id -> its sampled point, with the searched keys as Tune named them."""
+    info = tables.study(name)
+    keys = info.get("searched", [])
+    classes = info.get("class_names", [])
+    trials = tables.trials[tables.trials["study"] == name]
+    out = {}
+    for _, row in trials.iterrows():
+        point = {}
+        for key in keys:
+            col = column_name(key, classes)
+            if col in row and not (isinstance(row[col], float) and math.isnan(row[col])):
+                value = row[col]
+                point[key] = value.item() if hasattr(value, "item") else value
+        out[row["trial_id"]] = point
+    return out
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    columns = [c for c in columns if c in df]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df[columns].itertuples(index=False)]
+    return lines
+
+
+def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: list[Path]) -> str:
+    lines = ["# Study analysis", ""]
+    for name, info in tables.info.items():
+        trials = tables.trials[tables.trials["study"] == name]
+        metric = info["metric"]
+        counts = trials["outcome"].value_counts()
+        outcome_text = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
+        lines += [f"## {name}", "", f"{len(trials)} trials: {outcome_text}. Metric `{metric}` ({info['mode']}), max_t {info.get('max_t', '?')} epochs."]
+        budget = epoch_budget(tables, name)
+        if "epochs_without_stopping" in budget:
+            lines.append(
+                f"Epoch budget: {budget['epochs_run']} epochs run of the {budget['epochs_without_stopping']} that every trial running to max_t would "
+                f"have taken: early stopping saved {budget['saved_share']:.0%}."
+            )
+        best = best_trials(tables, top=5)
+        best = best[best["study"] == name]
+        shown = ["trial_id", "method", "outcome", f"best_{metric}", "best_epoch", "test_mAP_at_best", "epochs", *[c for c in SHOWN_CONFIG if c in trials]]
+        lines += ["", "Best trials:", "", *_table(best, shown)]
+        per_method = best_trials(StudyTables(trials, tables.epochs, {name: info}), top=1_000_000).groupby("method", sort=False).head(1)
+        lines += ["", "Best trial per method:", "", *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"])]
+        errored = trials[trials["outcome"] == "errored"]
+        if not errored.empty:
+            lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "error"])]
+        if name in config_files:
+            lines += ["", f"Best configuration: `{config_files[name]}`; run it alone with", "", "```bash", f"mhss-train --config {config_files[name]}", "```"]
+        lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in plots if p.name.startswith(f"{name}_")), ""]
+    lines += ["Tables: `trials.parquet` (one row per trial), `epochs.parquet` (one row per trial and epoch).", ""]
+    return "\n".join(lines)
+
+
+def write_report(tables: StudyTables, out: Path) -> list[Path]:
+    """Write everything into `out` (replacing an earlier analysis there); returns the files written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        tables.trials.to_parquet(tmp / "trials.parquet", index=False)
+        tables.epochs.to_parquet(tmp / "epochs.parquet", index=False)
+        plots = save_all(tables, tmp)
+        configs = {}
+        for name in tables.info:
+            cfg = best_config(tables, name)
+            if cfg is not None:
+                file = f"best_config_{name}.yaml"
+                (tmp / file).write_text(f"# The best trial of study {name}, as a run config for mhss-train\n" + yaml.safe_dump(cfg, sort_keys=False))
+                configs[name] = str(out / file)
+        (tmp / "summary.md").write_text(summary_markdown(tables, configs, plots))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(out.iterdir())
