@@ -1,0 +1,151 @@
+"""mhss-analyze and the notebook on real studies: a finished one (the demo space on a tiny budget,
+ASHA stopping some trials) and one whose mhss-tune was killed mid-trial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import REPO
+from tests.tune.test_study import DEMO_TINY, TINY_SPACE, tiny_demo_space
+
+pytestmark = pytest.mark.slow
+
+TUNE = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()"]
+ANALYZE = [sys.executable, "-c", "from mhss_ray.cli import analyze_main; analyze_main()"]
+
+
+def results_with_epochs(study):
+    out = {}
+    for f in study.rglob("result.json"):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
+    return out
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    """(storage folder, mhss-tune's output): study `demo` finished, study `cut` interrupted."""
+    tmp = tmp_path_factory.mktemp("studies")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
+    storage = tmp / "storage"
+    sets = [a for s in DEMO_TINY + ["tune.resources.workers=0"] for a in ("--set", s)]
+    done = subprocess.run(TUNE + ["--space", str(tiny_demo_space(tmp)), "--storage", str(storage), *sets], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    data = dict(TINY_SPACE, schedule={"epochs": 6})
+    data["tune"] = {"num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": 0}}
+    (tmp / "cut.yaml").write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(TUNE + ["--space", str(tmp / "cut.yaml"), "--storage", str(storage)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not any(len(e) >= 2 for e in results_with_epochs(storage / "cut").values()):
+        time.sleep(0.5)
+    time.sleep(1)  # Tune saves its experiment state every few seconds
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return storage, done.stdout, env
+
+
+def analyze(args, env, **kw):
+    return subprocess.run(ANALYZE + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_mhss_tune_points_at_mhss_analyze(studies):
+    storage, stdout, _ = studies
+    assert f"mhss-analyze {storage / 'demo'}" in stdout
+
+
+def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
+    storage, _, env = studies
+    out = tmp_path / "analysis"
+    proc = analyze([storage / "demo", "--out", out], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    trials = pq.read_table(out / "trials.parquet").to_pandas()
+    epochs = pq.read_table(out / "epochs.parquet").to_pandas()
+    assert len(trials) == 5 and trials["trial_id"].is_unique
+    assert len(epochs) == trials["epochs"].sum() == len(epochs.drop_duplicates(["trial_id", "epoch"]))  # one row per trial x epoch
+    for col in ("method.alpha", "method.theta", "method.warmup", "eps_0", "eps_9", "best_val_mAP", "last_val_mAP", "node", "checkpoint"):
+        assert col in trials, col
+    for col in ("val_mAP", "test_mAP", "selection_precision", "selection_recall", "corrections", "val_AP_0"):
+        assert col in epochs, col
+    # ASHA stopped some trials before max_t (4 epochs): marked as such, the others completed
+    stopped = trials[trials["outcome"] == "stopped early"]
+    assert len(stopped) >= 1 and (stopped["epochs"] < 4).all()
+    assert (trials.loc[trials["outcome"] == "completed", "epochs"] == 4).all()
+    assert set(trials["outcome"]) <= {"completed", "stopped early"}
+
+    summary = (out / "summary.md").read_text()
+    best = trials.loc[trials["best_val_mAP"].idxmax()]
+    first_row = next(line for line in summary.splitlines() if line.startswith("| ") and "trial_id" not in line and "---" not in line)
+    assert first_row.startswith(f"| {best['trial_id']} |"), first_row
+    assert "early stopping saved" in summary
+
+    config = out / "best_config_demo.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    assert cfg["method"]["alpha"] == pytest.approx(best["method.alpha"]) and cfg["method"]["noise_rates"][9] == pytest.approx(best["eps_9"])
+    run = subprocess.run(
+        [sys.executable, "-c", "from mhss_ray.cli import train_main; train_main()", "--config", str(config), "--out", str(tmp_path / "rerun"), "--set", "schedule.epochs=1"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "rerun" / "metrics.jsonl").read_text().count("\n") == 1
+
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == sorted(f"demo_{n}.png" for n in ("metric_vs_alpha", "learning_curves", "per_class_ap", "selection", "noise_rates"))
+    for png in pngs:
+        pixels = np.asarray(Image.open(png).convert("L"))
+        assert min(pixels.shape) > 200 and pixels.std() > 5, f"{png.name} looks empty"
+
+
+def test_two_studies_make_one_table_and_the_interrupted_one_is_marked(studies, tmp_path):
+    storage, _, env = studies
+    out = tmp_path / "both"
+    proc = analyze([storage / "demo", storage / "cut", "--out", out], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pq.read_table(out / "trials.parquet").to_pandas()
+    epochs = pq.read_table(out / "epochs.parquet").to_pandas()
+    assert set(trials["study"]) == {"demo", "cut"} and set(epochs["study"]) == {"demo", "cut"}
+    cut = trials[trials["study"] == "cut"]
+    assert "unfinished" in set(cut["outcome"]), cut[["trial_id", "status", "outcome", "epochs"]]
+    assert (cut["epochs"] < 6).all()
+    reported = results_with_epochs(storage / "cut")
+    for _, row in cut.iterrows():  # every epoch Tune recorded, once
+        assert sorted(epochs.loc[epochs["trial_id"] == row["trial_id"], "epoch"]) == reported.get(row["trial_id"], [])
+    assert "## demo" in (out / "summary.md").read_text() and "## cut" in (out / "summary.md").read_text()
+
+
+def test_folder_without_a_study_is_one_line(tmp_path, studies):
+    _, _, env = studies
+    proc = analyze([tmp_path, "--out", tmp_path / "out"], env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "holds no Tune study" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_notebook_runs_against_the_study(studies, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    storage, _, _ = studies
+    nb = nbformat.read(REPO / "analysis" / "explore_study.ipynb", as_version=4)
+    saved = {k: os.environ.get(k) for k in ("MHSS_STUDY", "PYTHONPATH")}
+    os.environ["MHSS_STUDY"] = str(storage / "demo")  # the kernel inherits this process's environment
+    os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + (saved["PYTHONPATH"] or "")
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the five plots, once each
+    assert any("demo" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
