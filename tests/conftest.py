@@ -47,3 +47,12 @@ def cli_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """The tiny demo study with in-process trials, run once per session (tests/tune and tests/analysis
+    both read it): (storage folder, command, env, CompletedProcess)."""
+    from tests.studies import run_demo_study
+
+    return run_demo_study(tmp_path_factory.mktemp("demo-study"), workers=0)

@@ -14,6 +14,8 @@ from matplotlib.ticker import MaxNLocator
 from .load import StudyTables, best_trials
 
 OUTCOME_MARKERS = {"completed": "o", "stopped early": "X", "errored": "s", "unfinished": "D"}
+# how a trial's learning curve ends when it did not complete: marker, colour, legend text
+END_MARKERS = {"stopped early": ("X", "black", "stopped early (ASHA)"), "errored": ("s", "red", "errored"), "unfinished": (">", "0.4", "unfinished (study interrupted)")}
 TOP = 5  # trials drawn in colour (and named in legends); the others are drawn in grey
 
 
@@ -42,8 +44,8 @@ def metric_vs_alpha(tables: StudyTables, name: str):
     trials, _, info = _study(tables, name)
     metric = info["metric"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    x_key = "method.alpha" if "method.alpha" in trials else None
-    c_key = "method.theta" if "method.theta" in trials else None
+    searched = lambda key: key if key in trials and trials[key].notna().any() else None  # noqa: E731  (columns of other studies are NaN here)
+    x_key, c_key = searched("method.alpha"), searched("method.theta")
     col = f"best_{metric}"
     if col in trials and x_key:
         for outcome, marker in OUTCOME_MARKERS.items():
@@ -73,19 +75,21 @@ def learning_curves(tables: StudyTables, name: str):
     top = list(ranked["trial_id"].head(TOP))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = dict(zip(top, plt.cm.tab10.colors))
-    for _, trial in trials.iterrows():
+    rank = {tid: k for k, tid in enumerate(top, start=1)}
+    in_order = pd.concat([ranked, trials[~trials["trial_id"].isin(ranked["trial_id"])]])  # best first: the legend reads as a ranking
+    for _, trial in in_order.iterrows():
         df = epochs[epochs["trial_id"] == trial["trial_id"]]
         if df.empty or metric not in df:
             continue
         tid = trial["trial_id"]
-        ax.plot(df["epoch"], df[metric], marker=".", color=colours.get(tid, "0.75"), lw=2 if tid in colours else 1, label=_label(trial) if tid in colours else None, zorder=3 if tid in colours else 1)
-        if trial["outcome"] == "stopped early":
-            ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], "X", color="black", ms=9, zorder=4)
-        if trial["outcome"] == "errored":
-            ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], "s", color="red", ms=8, zorder=4)
-    ax.plot([], [], "X", color="black", ms=9, ls="none", label="stopped early (ASHA)")
-    if (trials["outcome"] == "errored").any():
-        ax.plot([], [], "s", color="red", ms=8, ls="none", label="errored")
+        label = f"#{rank[tid]} {_label(trial)}" if tid in rank else None
+        ax.plot(df["epoch"], df[metric], marker=".", color=colours.get(tid, "0.75"), lw=2 if tid in colours else 1, label=label, zorder=3 if tid in colours else 1)
+        if trial["outcome"] in END_MARKERS:
+            marker, colour, _ = END_MARKERS[trial["outcome"]]
+            ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], marker, color=colour, ms=9, zorder=4)
+    for outcome, (marker, colour, text) in END_MARKERS.items():
+        if (trials["outcome"] == outcome).any():  # a legend entry only for what the plot shows
+            ax.plot([], [], marker, color=colour, ms=9, ls="none", label=text)
     max_t = info.get("max_t")
     if max_t:
         ax.set_xlim(0.5, max_t + 0.5)
@@ -132,10 +136,10 @@ def selection_over_epochs(tables: StudyTables, name: str):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, (key, title) in zip(axes, panels):
         drawn = False
-        for colour, (_, trial) in zip(plt.cm.tab10.colors, ranked.head(TOP).iterrows()):
+        for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, ranked.head(TOP).iterrows()), start=1):
             df = epochs[epochs["trial_id"] == trial["trial_id"]]
             if key in df and df[key].notna().any():
-                ax.plot(df["epoch"], df[key], marker=".", color=colour, label=_label(trial))
+                ax.plot(df["epoch"], df[key], marker=".", color=colour, label=f"#{k} {_label(trial)}")
                 drawn = True
         if not drawn:
             ax.text(0.5, 0.5, "not reported\n(no clean labels known)", ha="center", va="center", transform=ax.transAxes)
@@ -145,6 +149,9 @@ def selection_over_epochs(tables: StudyTables, name: str):
         ax.grid(alpha=0.3)
         if key != "corrections":
             ax.set_ylim(-0.02, 1.02)
+        else:  # a count: from 0, and not a -0.04..0.04 axis when nothing was corrected
+            ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(f"{name}: what the best {min(TOP, len(ranked))} trials trained on")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -159,22 +166,31 @@ def noise_rates(tables: StudyTables, name: str):
     classes = info.get("class_names", [])
     ranked = _ranked(trials, info).head(3)
     eps_cols = [f"eps_{c}" for c in classes]
+    searched = bool(classes) and all(c in trials and trials[c].notna().any() for c in eps_cols)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(classes) + 2), 4.5))
-    if not classes or not all(c in trials for c in eps_cols) or ranked.empty:
-        ax.text(0.5, 0.5, "per-class noise rates were not searched in this study", ha="center", va="center", transform=ax.transAxes)
+    best_rows = epochs[epochs["trial_id"] == ranked.iloc[0]["trial_id"]] if not ranked.empty else epochs.head(0)
+    realised = [best_rows[f"noise_rate_{c}"].iloc[-1] if f"noise_rate_{c}" in best_rows and len(best_rows) else np.nan for c in classes]
+    known = bool(classes) and not np.isnan(realised).all()
+    if not searched and not known:
+        ax.text(0.5, 0.5, "per-class noise rates: not searched, and the clean labels are unknown", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
         return fig
-    best_rows = epochs[epochs["trial_id"] == ranked.iloc[0]["trial_id"]]
-    realised = [best_rows[f"noise_rate_{c}"].iloc[-1] if f"noise_rate_{c}" in best_rows else np.nan for c in classes]
-    bars = len(ranked) + 1
+    shown = ranked if searched else ranked.head(0)
+    bars = len(shown) + (1 if known else 0)
     width = 0.8 / bars
     x = np.arange(len(classes))
-    ax.bar(x - 0.4 + width / 2, realised, width, color="black", label="realised noise rate")
-    for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, ranked.iterrows()), start=1):
-        ax.bar(x - 0.4 + width * (k + 0.5), [trial[c] for c in eps_cols], width, color=colour, label=f"ε_c of #{k}: {trial['trial_id']}")
-    ax.set_xticks(x, classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right" if max(map(len, classes)) > 3 else "center")
+    k0 = 0
+    if known:
+        ax.bar(x - 0.4 + width / 2, realised, width, color="black", label="realised noise rate")
+        k0 = 1
+    for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, shown.iterrows())):
+        ax.bar(x - 0.4 + width * (k0 + k + 0.5), [trial[c] for c in eps_cols], width, color=colour, label=f"ε_c of #{k + 1}: {trial['trial_id']}")
+    long_names = max(map(len, classes)) > 3
+    ax.set_xticks(x, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_xlabel("class")
     ax.set_ylabel("noise rate")
-    ax.set_title(f"{name}: per-class ε_c of the 3 best trials vs the realised noise")
+    what = f"per-class ε_c of the {len(shown)} best trials vs the realised noise" if searched else "realised noise per class (ε_c not searched)"
+    ax.set_title(f"{name}: {what}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

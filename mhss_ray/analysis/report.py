@@ -59,7 +59,7 @@ def _fmt(value) -> str:
 
 
 def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
-    columns = [c for c in columns if c in df]
+    columns = [c for c in columns if c in df and df[c].notna().any()]  # unsearched keys stay out
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df[columns].itertuples(index=False)]
     return lines
@@ -74,7 +74,12 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         outcome_text = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
         lines += [f"## {name}", "", f"{len(trials)} trials: {outcome_text}. Metric `{metric}` ({info['mode']}), max_t {info.get('max_t', '?')} epochs."]
         budget = epoch_budget(tables, name)
-        if "epochs_without_stopping" in budget:
+        unfinished = int(counts.get("unfinished", 0))
+        if unfinished:
+            lines.append(f"The study was interrupted ({unfinished} trials unfinished, {budget['epochs_run']} epochs run); `mhss-tune --resume` continues it.")
+        elif info.get("scheduler", {}).get("name") == "fifo":
+            lines.append(f"No early stopping (FIFO): {budget['epochs_run']} epochs run.")
+        elif "epochs_without_stopping" in budget:
             lines.append(
                 f"Epoch budget: {budget['epochs_run']} epochs run of the {budget['epochs_without_stopping']} that every trial running to max_t would "
                 f"have taken: early stopping saved {budget['saved_share']:.0%}."

@@ -61,6 +61,14 @@ def restore_tuner(spec: StudySpec):
     return tune.Tuner.restore(study_path(spec), trainable=_trainable(spec), resume_errored=True)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def connect(address: str | None) -> None:
     """Start (or join) Ray. A local cluster runs without token auth unless the user chose a mode;
     its dashboard (which also serves the State API that Ray Train uses to clean up after a crashed
@@ -69,7 +77,13 @@ def connect(address: str | None) -> None:
 
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
+        port = free_port()
+        # Train's placement-group cleaner finds the State API by auto-detecting "the" local cluster;
+        # with a second Ray instance on the machine that fails ("Found multiple active Ray
+        # instances"), the placement groups of stopped trials leak and the study deadlocks. Every
+        # process of the cluster inherits this variable, so they ask our own dashboard.
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=True)
     else:
         ray.init(address=address)
 

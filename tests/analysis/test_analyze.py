@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.tune.test_study import DEMO_TINY, TINY_SPACE, tiny_demo_space
+from tests.studies import TINY_SPACE
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,12 @@ def results_with_epochs(study):
 
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory):
-    """(storage folder, mhss-tune's output): study `demo` finished, study `cut` interrupted."""
-    tmp = tmp_path_factory.mktemp("studies")
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    storage = tmp / "storage"
-    sets = [a for s in DEMO_TINY + ["tune.resources.workers=0"] for a in ("--set", s)]
-    done = subprocess.run(TUNE + ["--space", str(tiny_demo_space(tmp)), "--storage", str(storage), *sets], env=env, capture_output=True, text=True, timeout=900)
+def studies(demo_study, tmp_path_factory):
+    """(storage folder, mhss-tune's output, env): study `demo` finished (the session's tiny demo
+    study), study `cut` interrupted by SIGKILL mid-trial."""
+    storage, _, env, done = demo_study
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
+    tmp = tmp_path_factory.mktemp("cut")
     data = dict(TINY_SPACE, schedule={"epochs": 6})
     data["tune"] = {"num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": 0}}
     (tmp / "cut.yaml").write_text(yaml.safe_dump(data))

@@ -1,0 +1,59 @@
+"""Small real studies the tests share: the demo space on a tiny budget, run through mhss-tune."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_SPACE = {
+    "seed": 1,
+    "data": {"image_size": 16, "n_train": 128, "n_val": 48, "n_test": 48, "batch_size": 32},
+    "noise": {"mode": "naive", "rate": 0.2},
+    "model": {"name": "resnet18"},
+    "method": {"name": "coteaching"},
+    "schedule": {"epochs": 4},
+    "runtime": {"device": "cpu", "threads": 1},
+    "search": {
+        "method.alpha": {"dist": "uniform", "low": 0.25, "high": 2.0},
+        "optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 3e-3},
+    },
+    "tune": {
+        "num_samples": 5,
+        "max_concurrent_trials": 2,
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "search_alg": {"name": "hyperopt", "n_initial_points": 2, "seed": 7, "points_to_evaluate": [{"method.alpha": 1.0, "optim.lr": 1e-3}]},
+        "resources": {"workers": 0, "cpus_per_worker": 1},
+    },
+}
+
+
+# The demo space on a tiny budget: same search, scheduler and search algorithm, smaller everything
+# else, and warm-ups of 0-1 epochs so that trials differ within 4 epochs (during warm-up they are
+# identical, and ASHA has nothing to cut).
+DEMO_TINY = [
+    "data.image_size=16", "data.n_train=128", "data.n_val=48", "data.n_test=48", "data.batch_size=32",
+    "schedule.epochs=4", "runtime.threads=1", "tune.num_samples=5", "tune.scheduler.grace_period=1",
+    "tune.search_alg.n_initial_points=2", "tune.max_concurrent_trials=2",
+]
+
+
+def tiny_demo_space(tmp_path):
+    data = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())
+    data["search"]["method.warmup"] = {"dist": "randint", "low": 0, "high": 2}
+    data["tune"]["search_alg"]["points_to_evaluate"][0]["method.warmup"] = 1
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_demo_study(tmp_path: Path, workers: int):
+    """mhss-tune on the tiny demo space into tmp_path/studies: (storage, command, env, CompletedProcess)."""
+    storage = tmp_path / "studies"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
+    sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}"] for a in ("--set", s)]
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
+    return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
