@@ -68,7 +68,7 @@ def train_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-train", _train, argv))
 
 
-def _tune(argv) -> int:
+def tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mhss-tune", description="Hyperparameter study of a search-space file on Ray Tune.")
     parser.add_argument("--space", required=True, help="search-space YAML: base run config + search: + tune:")
     parser.add_argument("--storage", help="where the study's results go (overrides tune.storage_path)")
@@ -78,7 +78,14 @@ def _tune(argv) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)")
     parser.add_argument("--overwrite", action="store_true", help="delete a finished or interrupted study of this name and start over")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--shared-storage", action="store_true", help="with --address: the storage folder is one that every node sees (an NFS mount, or a one-machine cluster)"
+    )
+    return parser
+
+
+def _tune(argv) -> int:
+    args = tune_parser().parse_args(argv)
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
 
@@ -96,7 +103,7 @@ def _tune(argv) -> int:
     from .tune.cluster import study_path
     from .tune.study import best_table, run_study
 
-    results = run_study(spec, address=args.address, resume=args.resume, overwrite=args.overwrite)
+    results = run_study(spec, address=args.address, resume=args.resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
     errors = sum(1 for r in results if r.error)
     print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
     print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")

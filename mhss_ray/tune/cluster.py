@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from ..analysis.load import STUDY_INFO
 from .space import StudySpec
 
@@ -12,6 +13,19 @@ from .space import StudySpec
 def storage_uri(path: str) -> str:
     """Tune wants an absolute local path or a URI (s3://, gs://, ...)."""
     return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def check_storage(storage_path: str, address: str | None, shared: bool) -> None:
+    """On a cluster of several machines every node writes its trials' checkpoints and results into
+    the storage path, and the driver reads them back: a folder on one machine's disk is not enough.
+    A URI (s3://, gs://, ...) always works; a local path only when mhss-tune starts the cluster
+    itself (one machine) or the user declares the folder shared (an NFS mount) with --shared-storage."""
+    if "://" in storage_path or address in (None, "local") or shared:
+        return
+    raise UserError(
+        f"tune.storage_path: {storage_path} is a local folder, but --address {address} joins a cluster whose other nodes cannot write there; "
+        "use s3://... or gs://..., or a folder every node mounts (NFS) with --shared-storage"
+    )
 
 
 def study_path(spec: StudySpec) -> str:

@@ -11,7 +11,7 @@ import math
 import os
 
 from ..errors import UserError
-from .cluster import holds_study, remove_study, storage_uri, study_path, write_study_info
+from .cluster import check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
 from .driver import trial_main
 from .space import StudySpec
 
@@ -103,9 +103,10 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def run_study(spec: StudySpec, address: str | None = None, resume: bool = False, overwrite: bool = False):
+def run_study(spec: StudySpec, address: str | None = None, resume: bool = False, overwrite: bool = False, shared_storage: bool = False):
     """Run (or resume) the study; returns Tune's ResultGrid. A new study never mixes with an old
     one of the same name: it is refused unless `overwrite` deletes the old one first."""
+    check_storage(spec.tune.storage_path, address, shared_storage)  # before anything starts
     path = study_path(spec)
     if resume and not holds_study(path):  # checked before Ray starts: it needs no cluster
         raise UserError(f"{path}: holds no study to resume")
