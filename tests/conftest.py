@@ -56,3 +56,12 @@ def demo_study(tmp_path_factory):
     from tests.studies import run_demo_study
 
     return run_demo_study(tmp_path_factory.mktemp("demo-study"), workers=0)
+
+
+@pytest.fixture(scope="session")
+def killed_study(tmp_path_factory):
+    """A study whose mhss-tune was SIGKILLed mid-trial, once per session: tests/tune resumes it,
+    tests/analysis reads the snapshot taken right after the kill. (storage, command, env, snapshot)"""
+    from tests.studies import run_killed_study
+
+    return run_killed_study(tmp_path_factory.mktemp("killed-study"), workers=0)

@@ -57,3 +57,44 @@ def run_demo_study(tmp_path: Path, workers: int):
     sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}"] for a in ("--set", s)]
     cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
     return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def reported_epochs(storage: Path) -> dict[str, list[int]]:
+    """trial id -> the epochs in its result.json, in the order Tune wrote them."""
+    import json
+
+    out = {}
+    for f in storage.rglob("result.json"):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
+    return out
+
+
+def run_killed_study(tmp_path: Path, workers: int):
+    """A 2-trial, 6-epoch FIFO study whose mhss-tune (and the Ray it started) is SIGKILLed once a
+    trial has reported epoch 2: (storage, command, env, snapshot of the storage right after the kill)."""
+    import shutil
+    import signal
+    import time
+
+    data = dict(TINY_SPACE, schedule={"epochs": 6})
+    data["tune"] = {
+        "num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"},
+        "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": workers, "cpus_per_worker": 1},
+    }  # fmt: skip
+    space = tmp_path / "resume.yaml"
+    space.write_text(yaml.safe_dump(data))
+    storage = tmp_path / "studies"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not any(len(e) >= 2 for e in reported_epochs(storage).values()):
+        time.sleep(0.5)
+    time.sleep(1)  # Tune saves its experiment state every few seconds; let the last report land in it
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(storage, snapshot)
+    return storage, cmd, env, snapshot

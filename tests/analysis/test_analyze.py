@@ -1,12 +1,10 @@
 """mhss-analyze and the notebook on real studies: a finished one (the demo space on a tiny budget,
 ASHA stopping some trials) and one whose mhss-tune was killed mid-trial."""
 
-import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,40 +13,20 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.studies import TINY_SPACE
+from tests.studies import reported_epochs
 
 pytestmark = pytest.mark.slow
 
-TUNE = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()"]
 ANALYZE = [sys.executable, "-c", "from mhss_ray.cli import analyze_main; analyze_main()"]
 
 
-def results_with_epochs(study):
-    out = {}
-    for f in study.rglob("result.json"):
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        if rows:
-            out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
-    return out
-
-
 @pytest.fixture(scope="module")
-def studies(demo_study, tmp_path_factory):
+def studies(demo_study, killed_study, tmp_path_factory):
     """(storage folder, mhss-tune's output, env): study `demo` finished (the session's tiny demo
-    study), study `cut` interrupted by SIGKILL mid-trial."""
+    study) and study `resume`, interrupted by SIGKILL mid-trial (the snapshot taken right after)."""
     storage, _, env, done = demo_study
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    tmp = tmp_path_factory.mktemp("cut")
-    data = dict(TINY_SPACE, schedule={"epochs": 6})
-    data["tune"] = {"num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": 0}}
-    (tmp / "cut.yaml").write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen(TUNE + ["--space", str(tmp / "cut.yaml"), "--storage", str(storage)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not any(len(e) >= 2 for e in results_with_epochs(storage / "cut").values()):
-        time.sleep(0.5)
-    time.sleep(1)  # Tune saves its experiment state every few seconds
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    shutil.copytree(killed_study[3] / "resume", storage / "resume")
     return storage, done.stdout, env
 
 
@@ -107,18 +85,18 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
 def test_two_studies_make_one_table_and_the_interrupted_one_is_marked(studies, tmp_path):
     storage, _, env = studies
     out = tmp_path / "both"
-    proc = analyze([storage / "demo", storage / "cut", "--out", out], env)
+    proc = analyze([storage / "demo", storage / "resume", "--out", out], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pq.read_table(out / "trials.parquet").to_pandas()
     epochs = pq.read_table(out / "epochs.parquet").to_pandas()
-    assert set(trials["study"]) == {"demo", "cut"} and set(epochs["study"]) == {"demo", "cut"}
-    cut = trials[trials["study"] == "cut"]
-    assert "unfinished" in set(cut["outcome"]), cut[["trial_id", "status", "outcome", "epochs"]]
-    assert (cut["epochs"] < 6).all()
-    reported = results_with_epochs(storage / "cut")
-    for _, row in cut.iterrows():  # every epoch Tune recorded, once
+    assert set(trials["study"]) == {"demo", "resume"} and set(epochs["study"]) == {"demo", "resume"}
+    interrupted = trials[trials["study"] == "resume"]
+    assert "unfinished" in set(interrupted["outcome"]), interrupted[["trial_id", "status", "outcome", "epochs"]]
+    assert (interrupted["epochs"] < 6).all()
+    reported = reported_epochs(storage / "resume")
+    for _, row in interrupted.iterrows():  # every epoch Tune recorded, once
         assert sorted(epochs.loc[epochs["trial_id"] == row["trial_id"], "epoch"]) == reported.get(row["trial_id"], [])
-    assert "## demo" in (out / "summary.md").read_text() and "## cut" in (out / "summary.md").read_text()
+    assert "## demo" in (out / "summary.md").read_text() and "## resume" in (out / "summary.md").read_text()
 
 
 def test_folder_without_a_study_is_one_line(tmp_path, studies):

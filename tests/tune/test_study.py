@@ -9,7 +9,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-from tests.studies import DEMO_TINY, TINY_SPACE, run_demo_study, tiny_demo_space  # noqa: F401  (TINY_SPACE: the tests below)
+from tests.studies import DEMO_TINY, TINY_SPACE, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
@@ -48,49 +48,17 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
-def test_killed_study_resumes_from_its_checkpoints(tmp_path, cli_env, workers):
-    import json
-    import os
-    import signal
-    import time
-
-    data = dict(TINY_SPACE)
-    data["schedule"] = {"epochs": 6}
-    data["tune"] = {
-        "num_samples": 2,
-        "max_concurrent_trials": 1,
-        "scheduler": {"name": "fifo"},
-        "search_alg": {"name": "random", "seed": 3},
-        "resources": {"workers": workers, "cpus_per_worker": 1},
-    }
-    space = tmp_path / "resume.yaml"
-    space.write_text(yaml.safe_dump(data))
-    storage = tmp_path / "studies"
-    env = dict(cli_env, RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
-
-    def reported_epochs():
-        out = {}
-        for f in storage.rglob("result.json"):
-            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-            if rows:
-                out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
-        return out
-
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if any(len(e) >= 2 for e in reported_epochs().values()):
-            break
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    proc.wait()
-    before = reported_epochs()
+def test_killed_study_resumes_from_its_checkpoints(tmp_path, workers, request):
+    if workers:
+        storage, cmd, env, _ = run_killed_study(tmp_path, workers)
+    else:
+        storage, cmd, env, _ = request.getfixturevalue("killed_study")  # its snapshot feeds tests/analysis
+    before = reported_epochs(storage)
     assert before and max(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
 
     resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = reported_epochs()
+    after = reported_epochs(storage)
     assert len(after) == 2 and all(e[-1] == 6 for e in after.values()), after
     for trial_id, epochs in before.items():
         # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
