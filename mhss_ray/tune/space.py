@@ -384,6 +384,17 @@ def apply_point(base: dict, point: dict) -> dict:
 LOCAL_PATH_KEYS = (("data", "root"), ("model", "pretrained_path"))
 
 
+def _check_model_names(cfg: RunConfig, dims: list) -> None:
+    """Unknown timm names are found here, not in every trial after the cluster has started."""
+    import timm
+
+    names = [("model.name", cfg.model.name)]
+    names += [(f"search.model.name.values[{i}]", v) for d in dims if d.key == "model.name" for i, v in enumerate(d.params.get("values", []))]
+    for where, name in names:
+        if not timm.is_model(name):
+            raise UserError(f"{where}: unknown timm model {name!r}")
+
+
 def _absolute_paths(base: dict, cfg: RunConfig) -> dict:
     base = copy.deepcopy(base)
     for section, key in LOCAL_PATH_KEYS:
@@ -414,6 +425,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
                 if d.dist == "grid":
                     raise UserError(f"search.{d.key}.dist: grid is not supported with tune.search_alg.name hyperopt (use choice, or search_alg random)")
         _check_parallel_methods(tune_section, base_cfg, dims)
+        _check_model_names(base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None
     except UserError as exc:

@@ -34,7 +34,7 @@ def run_study(tmp_path, cli_env, address, tune_block, name):
     storage = tmp_path / "studies"
     env = dict(cli_env, RAY_AUTH_MODE="disabled")
     proc = subprocess.run(
-        [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage), "--address", address],
+        [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage), "--address", address, "--shared-storage"],  # one machine: its disk is shared
         env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
