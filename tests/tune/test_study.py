@@ -64,9 +64,10 @@ def test_killed_study_resumes_from_its_checkpoints(tmp_path, workers, request):
         # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
         assert after[trial_id].count(1) == 1, after[trial_id]
         assert after[trial_id][: len(epochs)] == epochs
-        # each epoch reported once; a Ray Train checkpoint lands just before Tune hears of its
-        # epoch, so a kill in between leaves that one epoch unreported (it is not trained again)
-        assert after[trial_id] == sorted(set(after[trial_id])) and len(after[trial_id]) >= 5
+        # each epoch reported once. Ray Train persists an epoch's checkpoint before Tune hears of it,
+        # and the forwarding queue holds one epoch while the next one's put waits: a kill can leave
+        # up to two persisted epochs unreported (they are not trained again). Seen: [1, 4, 5, 6].
+        assert after[trial_id] == sorted(set(after[trial_id])) and len(after[trial_id]) >= 4
 
 
 def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
