@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 TINY_SPACE = {
     "seed": 1,

@@ -6,7 +6,7 @@ the base run config). Tune's `ExperimentAnalysis` reads them through pyarrow's f
 local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupted.
 
     trials: one row per trial: study, trial_id, status (Tune's), outcome (completed, stopped early,
-            errored, unfinished), error, node, method, the searched config (per-class noise rates as
+            errored, unfinished), error, failures (Tune's retries), node, method, the searched config (per-class noise rates as
             eps_<class>), epochs, best/last metric, test mAP at the best epoch, checkpoint
     epochs: one row per trial x epoch, every reported metric (a re-reported epoch keeps its last row)
 """
@@ -133,6 +133,7 @@ def load_study(path: str) -> StudyTables:
         n = int(epochs["epoch"].max()) if not epochs.empty else 0
         row["outcome"] = _outcome(trial.status, n, max_t)
         row["error"] = first_line_of_error(trial.get_error()) if trial.status == "ERROR" else ""
+        row["failures"] = int(trial.run_metadata.num_failures)  # retries after a lost node or a crash
         last = epochs.iloc[-1] if not epochs.empty else {}
         row["node"] = str(last.get("hostname", "")) if len(last) else ""
         row["node_ip"] = str(last.get("node_ip", "")) if len(last) else ""

@@ -29,7 +29,7 @@ def best_config(tables: StudyTables, name: str) -> dict | None:
     if best.empty or "base" not in info:
         return None
     trial_id = best.iloc[0]["trial_id"]
-    point = {k: v for k, v in _points(tables, name)[trial_id].items()}
+    point = _points(tables, name)[trial_id]
     cfg = from_dict(RunConfig, apply_point(info["base"], point))
     return cfg.to_dict()
 
@@ -92,7 +92,7 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         lines += ["", "Best trial per method:", "", *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"])]
         errored = trials[trials["outcome"] == "errored"]
         if not errored.empty:
-            lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "error"])]
+            lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "failures", "error"])]
         if name in config_files:
             lines += ["", f"Best configuration: `{config_files[name]}`; run it alone with", "", "```bash", f"mhss-train --config {config_files[name]}", "```"]
         lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in plots if p.name.startswith(f"{name}_")), ""]

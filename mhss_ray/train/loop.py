@@ -209,7 +209,7 @@ class Trainer:
         indices, logits = self.world.gather_batch(indices, logits)  # as is with one worker
         loss = self.method.loss(Batch(indices, views, logits, self._forward))
         if not torch.isfinite(loss):  # the global loss: every worker stops at the same step
-            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr = {self.cfg.optim.lr:g})")
+            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr {self.cfg.optim.lr:g}, optim.weight_decay {self.cfg.optim.weight_decay:g})")
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.world.size).backward()  # DDP averages over workers; the global loss wants the sum
         self.optimizer.step()
