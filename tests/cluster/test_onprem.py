@@ -1,7 +1,8 @@
 """The on-prem path for real, on this machine: a two-node Ray cluster started with the `ray start`
 commands of cluster/onprem.yaml (own temp dir and ports, stopped by process id, never `ray stop`),
-then `mhss-tune --address` on it with a tiny demo study."""
+then `mhss-tune --address` on it, and the worker node lost in the middle of the study."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -18,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.studies import DEMO_TINY, tiny_demo_space
+from tests.studies import TINY_SPACE
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +52,37 @@ def processes_of(temp_dir: str) -> list[psutil.Process]:
     return found
 
 
+@dataclass
+class TwoNodes:
+    address: str  # the head's GCS
+    env: dict
+    worker_ip: str  # the worker node's own address, as a second machine would have
+    worker_marker: str  # in the environment of every process of the worker node (how the test finds them)
+
+    def worker_processes(self) -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("MHSS_TEST_NODE") == self.worker_marker:
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+
+    def wait_for_both(self) -> None:
+        deadline = time.time() + 120
+        while True:  # the worker node registers with the head a few seconds after `ray start` returns
+            status = subprocess.run([RAY, "status", "--address", self.address], env=self.env, capture_output=True, text=True, timeout=120)
+            active = status.stdout.split("Pending:")[0]
+            if active.count("node_") >= 2 or time.time() > deadline:
+                break
+            time.sleep(2)
+        assert active.count("node_") == 2, status.stdout  # the head and the worker joined
+
+
 @pytest.fixture
 def two_node_cluster():
-    """(head address, env): the head and one worker node, 1 CPU each, on this machine."""
+    """The head and one worker node, 1 CPU each, on this machine."""
     head_cmd, worker_cmd = start_commands()
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="mhss-onprem-", dir="/tmp")  # short: Ray's socket paths have a length limit
@@ -62,46 +92,85 @@ def two_node_cluster():
     head = [RAY if a == "ray" else a for a in head_cmd if not a.startswith("--autoscaling-config")]
     head = [f"--port={port}" if a.startswith("--port=") else a for a in head]
     head += [f"--temp-dir={temp_dir}", "--num-cpus=1", f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
-    worker = [RAY if a == "ray" else a.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}") for a in worker_cmd] + ["--num-cpus=1"]
+    worker = [RAY if a == "ray" else a.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}") for a in worker_cmd]
+    worker += ["--num-cpus=1", "--node-ip-address=127.0.0.2"]  # a loopback address of its own: like another machine
+    nodes = TwoNodes(f"127.0.0.1:{port}", env, "127.0.0.2", temp_dir)
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, text=True, timeout=180)
-        subprocess.run(worker, env=env, check=True, capture_output=True, text=True, timeout=180)
-        yield f"127.0.0.1:{port}", env
+        subprocess.run(worker, env=dict(env, MHSS_TEST_NODE=temp_dir), check=True, capture_output=True, text=True, timeout=180)
+        yield nodes
     finally:
-        procs = processes_of(temp_dir)
+        procs = processes_of(temp_dir) + nodes.worker_processes()
         for p in procs:
-            p.send_signal(signal.SIGTERM)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=5)
         for p in alive:
-            p.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
-def test_study_runs_on_a_two_node_cluster_started_like_onprem_yaml(two_node_cluster, tmp_path):
-    address, env = two_node_cluster
-    env = dict(env, PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
-    deadline = time.time() + 120
-    while True:  # the worker node registers with the head a few seconds after `ray start` returns
-        status = subprocess.run([RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=120)
-        active = status.stdout.split("Pending:")[0]
-        if active.count("node_") >= 2 or time.time() > deadline:
-            break
-        time.sleep(2)
-    assert active.count("node_") == 2, status.stdout  # the head and the worker joined
+def results(study: Path) -> dict[str, list[dict]]:
+    """trial id -> its result rows, in the order Tune wrote them."""
+    out = {}
+    for f in study.rglob("result.json"):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = rows
+    return out
 
+
+def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
+    """A study on the cluster; the worker node's processes are SIGKILLed while a trial runs on it.
+    The study completes: the lost trial is retried on the head from its last checkpoint."""
+    nodes = two_node_cluster
+    env = dict(nodes.env, PYTHONPATH=str(REPO) + os.pathsep + nodes.env.get("PYTHONPATH", ""))
+    nodes.wait_for_both()
+
+    data = dict(TINY_SPACE, schedule={"epochs": 6})
+    data["tune"] = {
+        "num_samples": 2, "max_concurrent_trials": 2, "max_failures": 1, "scheduler": {"name": "fifo"},
+        "search_alg": {"name": "random", "seed": 5}, "resources": {"workers": 0, "cpus_per_worker": 1},
+    }  # fmt: skip
+    space = tmp_path / "nodeloss.yaml"
+    space.write_text(yaml.safe_dump(data))
     storage = tmp_path / "studies"
-    sets = DEMO_TINY + ["tune.resources.workers=0", "tune.resources.cpus_per_worker=1", "tune.num_samples=2", "schedule.epochs=2"]
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--address", address]
-    cmd += ["--storage", str(storage), *[a for s in sets for a in ("--set", s)]]
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--address", nodes.address, "--storage", str(storage)]
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--shared-storage" in refused.stderr, refused.stderr  # a local folder needs the declaration
-    start = time.time()
-    proc = subprocess.run(cmd + ["--shared-storage"], env=env, capture_output=True, text=True, timeout=900)  # one disk here: shared indeed
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    nodes, trials = set(), 0
-    for result in (storage / "demo").rglob("result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        trials += 1
-        nodes |= {r["node_id"] for r in rows}
-    assert trials == 2
-    assert len(nodes) == 2, f"trials should have run on both nodes, ran on {nodes} in {time.time() - start:.0f} s"
+    log = tmp_path / "mhss-tune.log"
+    with log.open("w") as out:  # one disk here: shared indeed
+        proc = subprocess.Popen(cmd + ["--shared-storage"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    study = storage / "nodeloss"
+    deadline, on_worker = time.time() + 600, {}
+    while time.time() < deadline and proc.poll() is None:
+        on_worker = {t: [r["epoch"] for r in rows if r["node_ip"] == nodes.worker_ip] for t, rows in results(study).items()}
+        if any(2 <= len(e) < 6 for e in on_worker.values()):
+            break
+        time.sleep(0.5)
+    lost = next((t for t, e in on_worker.items() if 2 <= len(e) < 6), None)
+    assert lost, f"no trial reached epoch 2 on the worker node: {on_worker}\n{log.read_text()[-3000:]}"
+    victims = nodes.worker_processes()
+    assert len(victims) >= 3  # its raylet, its agents and the trial's worker process at least
+    for p in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+
+    trials = results(study)
+    assert len(trials) == 2
+    for trial_id, rows in trials.items():
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6], (trial_id, [(r["epoch"], r["node_ip"]) for r in rows])  # each once
+    # the lost trial: its epochs on the dead node, then the rest on the head, going on from the last
+    # one reported there (its checkpoint); the epoch in progress at the kill is the only one redone
+    ips = [r["node_ip"] for r in trials[lost]]
+    moved = ips.index(next(ip for ip in ips if ip != nodes.worker_ip))
+    assert moved >= 2 and set(ips[:moved]) == {nodes.worker_ip} and nodes.worker_ip not in ips[moved:], ips
+
+    from mhss_ray.analysis.load import load_study
+
+    tables = load_study(str(study))
+    by_id = tables.trials.set_index("trial_id")
+    assert set(by_id["outcome"]) == {"completed"} and by_id.loc[lost, "failures"] == 1
+    assert len(tables.epochs) == 12 and not tables.epochs.duplicated(["trial_id", "epoch"]).any()
