@@ -71,33 +71,51 @@ def reported_epochs(storage: Path) -> dict[str, list[int]]:
     return out
 
 
-def run_killed_study(tmp_path: Path, workers: int):
-    """A 2-trial, 6-epoch FIFO study whose mhss-tune (and the Ray it started) is SIGKILLed once a
-    trial has reported epoch 2: (storage, command, env, snapshot of the storage right after the kill)."""
-    import shutil
-    import signal
-    import time
-
+def killed_space(tmp_path: Path, workers: int) -> Path:
+    """A 2-trial, 6-epoch FIFO study, both trials at once: the study the kill tests interrupt."""
     data = dict(TINY_SPACE, schedule={"epochs": 6})
     data["tune"] = {
-        "num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"},
+        "num_samples": 2, "max_concurrent_trials": 2, "scheduler": {"name": "fifo"},
         "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": workers, "cpus_per_worker": 1},
     }  # fmt: skip
     space = tmp_path / "resume.yaml"
     space.write_text(yaml.safe_dump(data))
+    return space
+
+
+def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle: float = 0.0) -> bool:
+    """Start `cmd`, wait until `until()` holds, then SIGKILL it and every Ray process it started.
+    Returns False if the command ended on its own first."""
+    import signal
+    import time
+
+    out = log.open("a") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not until():
+        time.sleep(0.2)
+    time.sleep(settle)
+    ended = proc.poll() is not None
+    if not ended:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    if log:
+        out.close()
+    return not ended
+
+
+def run_killed_study(tmp_path: Path, workers: int):
+    """The study of `killed_space`, its mhss-tune SIGKILLed once a trial has reported epoch 2:
+    (storage, command, env, snapshot of the storage right after the kill)."""
+    import shutil
+
     storage = tmp_path / "studies"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not any(len(e) >= 2 for e in reported_epochs(storage).values()):
-        time.sleep(0.5)
-    if workers == 0:
-        # the snapshot feeds tests/analysis, which reads the trials from Tune's experiment state (saved
-        # every few seconds); the Ray Train variant keeps the kill right at the report, where it was measured
-        time.sleep(1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    proc.wait()
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(killed_space(tmp_path, workers)), "--storage", str(storage)]
+    # in-process: the snapshot feeds tests/analysis, which reads the trials from Tune's experiment
+    # state (saved every few seconds); the Ray Train variant keeps the kill right at the report
+    settle = 1.0 if workers == 0 else 0.0
+    kill_when(cmd, env, lambda: any(len(e) >= 2 for e in reported_epochs(storage).values()), settle=settle)
     snapshot = tmp_path / "snapshot"
     shutil.copytree(storage, snapshot)
     return storage, cmd, env, snapshot

@@ -38,7 +38,8 @@ def build_tuner(spec: StudySpec):
     if a.name == "hyperopt":
         search_alg = HyperOptSearch(points_to_evaluate=a.points_to_evaluate, n_initial_points=a.n_initial_points, random_state_seed=a.seed)
     else:
-        search_alg = BasicVariantGenerator(points_to_evaluate=a.points_to_evaluate, random_state=a.seed)
+        # Tune ignores max_concurrent_trials for a generator instance (a warning only): it goes here
+        search_alg = BasicVariantGenerator(points_to_evaluate=a.points_to_evaluate, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0)
     return tune.Tuner(
         _trainable(spec),
         param_space=spec.param_space(),

@@ -9,7 +9,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-from tests.studies import DEMO_TINY, TINY_SPACE, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
+from tests.studies import DEMO_TINY, TINY_SPACE, kill_when, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
@@ -47,12 +47,57 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     assert len(ExperimentAnalysis(str(storage / "demo")).trials) == 5
 
 
-@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
-def test_killed_study_resumes_from_its_checkpoints(tmp_path, workers, request):
-    if workers:
-        storage, cmd, env, _ = run_killed_study(tmp_path, workers)
-    else:
-        storage, cmd, env, _ = request.getfixturevalue("killed_study")  # its snapshot feeds tests/analysis
+def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, killed_study):
+    """SIGKILL mhss-tune (and its Ray) at three different moments of one study, `--resume` after
+    each: mid-epoch, a second after a report (the shared fixture); while the restored trials load
+    their checkpoints; right at a report, when the checkpoint is written and the result may not be.
+    The study then ends with the trials, configs and epochs of the same study run without a kill."""
+    storage, cmd, env, _ = killed_study
+    first = reported_epochs(storage)
+    assert first and max(len(e) for e in first.values()) < 6, f"kill 1 should land mid-trial: {first}"
+
+    log = tmp_path / "resume-2.log"
+    restarted = lambda: log.exists() and "started with configuration" in log.read_text()  # noqa: E731
+    assert kill_when(cmd + ["--resume"], env, restarted, log), "kill 2: the study ended before a trial restarted"
+    second = reported_epochs(storage)
+    assert {t: e[: len(first[t])] for t, e in second.items() if t in first} == first  # nothing lost or rewritten
+
+    reported = lambda: reported_epochs(storage) != second  # noqa: E731  (a new epoch on record)
+    assert kill_when(cmd + ["--resume"], env, reported, tmp_path / "resume-3.log"), "kill 3: the study ended first"
+    third = reported_epochs(storage)
+    assert max(len(e) for e in third.values()) < 6, third
+
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    reference = tmp_path / "uninterrupted"
+    reference.mkdir()
+    ref_cmd = [*cmd[:-2], "--storage", str(reference / "studies")]  # same space, another folder
+    done = subprocess.run(ref_cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    from mhss_ray.analysis.load import load_study
+
+    killed, clean = load_study(str(storage / "resume")), load_study(str(reference / "studies" / "resume"))
+    assert len(killed.trials) == len(clean.trials) == 2
+    searched = ["method.alpha", "optim.lr"]
+    as_set = lambda t: sorted(map(tuple, t[searched].round(12).values.tolist()))  # noqa: E731
+    assert as_set(killed.trials) == as_set(clean.trials)  # the same configurations: the search resumed, not restarted
+    assert list(killed.trials["outcome"]) == list(clean.trials["outcome"]) == ["completed", "completed"]
+    assert sorted(killed.trials["epochs"]) == sorted(clean.trials["epochs"]) == [6, 6]
+    # every epoch on record and none skipped. Tune restores a trial from the checkpoint named in its
+    # last experiment snapshot, forced once a trial has checkpointed num_to_keep (2) times since the
+    # previous one: a kill can redo (and re-report) up to two epochs per trial. The analysis tables
+    # keep the last report of an epoch, so they hold each epoch once. Seen: [1, 2, 3, 3, 4, 5, 6].
+    final = reported_epochs(storage)
+    for trial_id, epochs in final.items():
+        assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6] and len(epochs) <= 6 + 2 * 3, (trial_id, epochs)
+        assert epochs[: len(third.get(trial_id, []))] == third.get(trial_id, [])  # what was on record stays
+    assert len(killed.epochs) == 12 and not killed.epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
+    storage, cmd, env, _ = run_killed_study(tmp_path, workers=1)
     before = reported_epochs(storage)
     assert before and max(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
 
