@@ -77,6 +77,9 @@ def tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start a local one")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)")
     parser.add_argument("--overwrite", action="store_true", help="delete a finished or interrupted study of this name and start over")
+    parser.add_argument(
+        "--resume-or-start", action="store_true", help="--resume if the storage holds this study, else start it: for a job that may be rerun (KubeRay backoffLimit)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
     parser.add_argument(
         "--shared-storage", action="store_true", help="with --address: the storage folder is one that every node sees (an NFS mount, or a one-machine cluster)"
@@ -86,8 +89,9 @@ def tune_parser() -> argparse.ArgumentParser:
 
 def _tune(argv) -> int:
     args = tune_parser().parse_args(argv)
-    if args.resume and args.overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pick one")
+    chosen = [f for f, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--resume-or-start", args.resume_or_start)) if on]
+    if len(chosen) > 1:
+        raise UserError(f"{' and '.join(chosen)} contradict each other; pick one")
 
     from .tune.space import load_space
 
@@ -103,7 +107,8 @@ def _tune(argv) -> int:
     from .tune.cluster import study_path
     from .tune.study import best_table, run_study
 
-    results = run_study(spec, address=args.address, resume=args.resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
+    resume = "if-exists" if args.resume_or_start else args.resume
+    results = run_study(spec, address=args.address, resume=resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
     errors = sum(1 for r in results if r.error)
     print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
     print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")

@@ -98,6 +98,7 @@ CASES = [
     ("tune-unknown-metric", tune_main, lambda t: ["--space", space(t, tune__metric="accuracy")], "tune.metric: expected one of"),
     ("tune-unknown-model", tune_main, lambda t: ["--space", space(t, model__name="resnet9000")], "model.name: unknown timm model 'resnet9000'"),
     ("tune-resume-and-overwrite", tune_main, lambda t: ["--space", DEMO, "--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
+    ("tune-resume-or-start-and-overwrite", tune_main, lambda t: ["--space", DEMO, "--resume-or-start", "--overwrite"], "--overwrite and --resume-or-start contradict each other"),
     ("tune-resume-without-study", tune_main, lambda t: ["--space", DEMO, "--storage", str(t / "studies"), "--resume"], "holds no study to resume"),
     ("tune-local-storage-remote-cluster", tune_main, lambda t: ["--space", DEMO, "--storage", str(t / "studies"), "--address", "10.0.0.9:6379"], "--shared-storage"),
     # mhss-analyze

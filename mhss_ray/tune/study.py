@@ -104,11 +104,14 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def run_study(spec: StudySpec, address: str | None = None, resume: bool = False, overwrite: bool = False, shared_storage: bool = False):
+def run_study(spec: StudySpec, address: str | None = None, resume: bool | str = False, overwrite: bool = False, shared_storage: bool = False):
     """Run (or resume) the study; returns Tune's ResultGrid. A new study never mixes with an old
-    one of the same name: it is refused unless `overwrite` deletes the old one first."""
+    one of the same name: it is refused unless `overwrite` deletes the old one first.
+    `resume="if-exists"` resumes the study if the storage holds it and starts it otherwise."""
     check_storage(spec.tune.storage_path, address, shared_storage)  # before anything starts
     path = study_path(spec)
+    if resume == "if-exists":
+        resume = holds_study(path)
     if resume and not holds_study(path):  # checked before Ray starts: it needs no cluster
         raise UserError(f"{path}: holds no study to resume")
     if not resume and holds_study(path):

@@ -96,6 +96,7 @@ def test_kuberay_rayjob_is_well_formed_and_runs_mhss_tune():
     args = tune_parser().parse_args(argv[1:])  # exits (and fails the test) on anything mhss-tune would reject
     assert (REPO / args.space).is_file()
     assert args.address == "auto"
+    assert spec["backoffLimit"] >= 1 and args.resume_or_start  # a rerun continues the study instead of being refused
     check_storage(args.storage, args.address, args.shared_storage)  # a bucket: accepted with a remote address
 
 

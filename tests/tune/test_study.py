@@ -67,14 +67,17 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
     third = reported_epochs(storage)
     assert max(len(e) for e in third.values()) < 6, third
 
-    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    # the last rerun as a job scheduler would do it (KubeRay's backoffLimit): resumes what it finds
+    resumed = subprocess.run(cmd + ["--resume-or-start"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Restoring the run from the latest experiment state" in resumed.stdout + resumed.stderr
 
     reference = tmp_path / "uninterrupted"
     reference.mkdir()
-    ref_cmd = [*cmd[:-2], "--storage", str(reference / "studies")]  # same space, another folder
+    ref_cmd = [*cmd[:-2], "--storage", str(reference / "studies"), "--resume-or-start"]  # same space, an empty folder: starts
     done = subprocess.run(ref_cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Restoring the run" not in done.stdout + done.stderr
 
     from mhss_ray.analysis.load import load_study
 
