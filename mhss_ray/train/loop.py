@@ -12,7 +12,10 @@ gathered global batch (distributed.py); only the first worker evaluates, logs an
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -296,8 +299,12 @@ class Trainer:
         where = "" if known == len(self.data.train) else f" on {known} verified images"
         return f"realised mean eps {np.nanmean(self.noise.rates):.3f}{where}"
 
-    def run(self, report: ReportFn, log: Callable[[str], None] = print) -> list[dict]:
-        """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one."""
+    def run(self, report: ReportFn, log: Callable[[str], None] = print, scratch: str | Path | None = None) -> list[dict]:
+        """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one.
+
+        Each checkpoint is written to a scratch folder that `report` copies: a fresh temporary one,
+        or `scratch`, emptied before each use, so that a process killed mid-report leaves at most
+        that one folder behind and its next run (a resumed trial) clears it."""
         cfg, epochs = self.cfg, self.cfg.schedule.epochs
         main = self.world.is_main
         if not main:
@@ -324,11 +331,25 @@ class Trainer:
                 f"epoch {epoch + 1}/{epochs}  loss {metrics['train_loss']:.4f}  val mAP {metrics['val_mAP']:.2f}  "
                 f"test mAP {metrics['test_mAP']:.2f}  {metrics['images_per_s']:.0f} img/s  {metrics['epoch_seconds']:.1f} s"
             )
-            with tempfile.TemporaryDirectory(prefix="mhss-ckpt-") as ckpt_dir:
+            with _scratch_folder(scratch) as ckpt_dir:
                 save_checkpoint(ckpt_dir, self.state_dict(epoch))
                 report(metrics, ckpt_dir)
             history.append(metrics)
         return history
+
+
+@contextlib.contextmanager
+def _scratch_folder(path: str | Path | None):
+    if path is None:
+        with tempfile.TemporaryDirectory(prefix="mhss-ckpt-") as folder:
+            yield folder
+        return
+    shutil.rmtree(path, ignore_errors=True)  # what a killed run left
+    os.makedirs(path)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fit(cfg: RunConfig, report: ReportFn, resume_from: str | Path | None = None, log: Callable[[str], None] = print) -> list[dict]:

@@ -38,6 +38,14 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()  # which node ran it (analysis, node-loss checks)
 
 
+def _scratch(trial_id: str) -> str:
+    """The trial's checkpoint scratch folder on this node: one per trial, so a killed trial leaves
+    at most one behind, and its resumed run clears it."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"mhss-ckpt-{trial_id}")
+
+
 # ----------------------------------------------------------------------------- in-process (workers: 0)
 
 
@@ -58,7 +66,7 @@ def run_in_process(config: dict, spec: StudySpec) -> None:
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
-    trainer.run(report, log=lambda line: print(line, flush=True))
+    trainer.run(report, log=lambda line: print(line, flush=True), scratch=_scratch(tune.get_context().get_trial_id()))
 
 
 # ----------------------------------------------------------------------------- Ray Train (workers >= 1)
@@ -79,6 +87,7 @@ def worker_main(loop_config: dict) -> None:
         torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" means this worker's GPU
     cap_gpu_memory(spec.tune.resources.gpu_per_worker)
     trainer = Trainer(spec.trial_config(loop_config["point"]))
+    scratch = _scratch(loop_config["trial_id"])
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -89,7 +98,7 @@ def worker_main(loop_config: dict) -> None:
         ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
 
-    trainer.run(report, log=lambda line: print(line, flush=True))
+    trainer.run(report, log=lambda line: print(line, flush=True), scratch=scratch)
 
 
 def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_path: str, callbacks: list | None = None):
@@ -104,7 +113,7 @@ def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_pat
     per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpu_per_worker} if use_gpu else {})}
     return TorchTrainer(
         worker_main,
-        train_loop_config={"point": point, "spec": spec},
+        train_loop_config={"point": point, "spec": spec, "trial_id": trial_id},
         # NCCL wants one whole GPU per worker; one worker (any GPU share) or CPU workers use gloo
         torch_config=TorchConfig(backend="nccl" if use_gpu and r.workers > 1 else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu, resources_per_worker=per_worker),

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,6 +109,8 @@ def two_node_cluster():
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the nodes' logs and sockets
 
 
 def results(study: Path) -> dict[str, list[dict]]:

@@ -98,3 +98,18 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
         t.nets[0].fc.bias.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 1"):
         t.train_one_epoch(0)
+
+
+def test_checkpoints_go_through_one_scratch_folder_that_a_killed_run_leaves_and_the_next_clears(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "left-by-a-killed-run.pt").write_bytes(b"x" * 1000)  # what a SIGKILL mid-report leaves
+    seen = []
+
+    def report(metrics, checkpoint_dir):
+        seen.append((checkpoint_dir, sorted(p.name for p in scratch.iterdir())))
+
+    Trainer(tiny_config(schedule={"epochs": 2})).run(report, log=lambda _: None, scratch=scratch)
+    assert [d for d, _ in seen] == [str(scratch), str(scratch)]
+    assert all("left-by-a-killed-run.pt" not in names and names for _, names in seen)  # emptied, then filled
+    assert not scratch.exists()  # removed once the run ends

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -97,6 +98,10 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
         assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6] and len(epochs) <= 6 + 2 * 3, (trial_id, epochs)
         assert epochs[: len(third.get(trial_id, []))] == third.get(trial_id, [])  # what was on record stays
     assert len(killed.epochs) == 12 and not killed.epochs.duplicated(["trial_id", "epoch"]).any()
+    # the checkpoint scratch folders the kills left behind were cleared by the resumed trials
+    import tempfile
+
+    assert not [t for t in final if (Path(tempfile.gettempdir()) / f"mhss-ckpt-{t}").exists()]
 
 
 def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
