@@ -36,7 +36,7 @@ TINY_SPACE = {
 # identical, and ASHA has nothing to cut).
 DEMO_TINY = [
     "data.image_size=16", "data.n_train=128", "data.n_val=48", "data.n_test=48", "data.batch_size=32",
-    "schedule.epochs=4", "runtime.threads=1", "tune.num_samples=5", "tune.scheduler.grace_period=1",
+    "schedule.epochs=4", "runtime.threads=1", "tune.scheduler.grace_period=1",
     "tune.search_alg.n_initial_points=2", "tune.max_concurrent_trials=2",
 ]
 
@@ -50,11 +50,11 @@ def tiny_demo_space(tmp_path):
     return path
 
 
-def run_demo_study(tmp_path: Path, workers: int):
+def run_demo_study(tmp_path: Path, workers: int, trials: int = 5):
     """mhss-tune on the tiny demo space into tmp_path/studies: (storage, command, env, CompletedProcess)."""
     storage = tmp_path / "studies"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}"] for a in ("--set", s)]
+    sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] for a in ("--set", s)]
     cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
     return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 

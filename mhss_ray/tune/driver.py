@@ -10,6 +10,7 @@ checkpoint and continues from that epoch.
 
 from __future__ import annotations
 
+import json
 import os
 
 from .cluster import study_path
@@ -128,17 +129,32 @@ def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_pat
 
 def run_train(config: dict, spec: StudySpec) -> None:
     """Fit the trial's Train run in a thread; report each forwarded epoch to Tune from here."""
-    import json
     import tempfile
     import threading
 
     from ray import tune
     from ray.util.queue import Queue
 
-    from .forward import POINTER_FILE, ForwardToTrial
+    from .forward import POINTER_FILE, ForwardToTrial, unreported_epochs
 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_GROUP_START_TIMEOUT_S)
     trial_id = tune.get_context().get_trial_id()
+
+    def forward(item: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="mhss-pointer-") as folder:
+            pointer = {"train_run": train_run_name(trial_id), "train_checkpoint": item["checkpoint_path"], "epoch": item["metrics"].get("epoch")}
+            with open(os.path.join(folder, POINTER_FILE), "w") as f:
+                json.dump(pointer, f)
+            tune.report(item["metrics"], checkpoint=tune.Checkpoint.from_directory(folder))
+
+    # a restarted trial: first the epochs Train persisted after the one Tune restored it from
+    reported_epoch = 0
+    if (restored := tune.get_checkpoint()) is not None:
+        with restored.as_directory() as folder, open(os.path.join(folder, POINTER_FILE)) as f:
+            reported_epoch = json.load(f).get("epoch") or 0
+    for item in unreported_epochs(f"{study_path(spec)}/{train_run_name(trial_id)}", reported_epoch):
+        forward(item)
+
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})  # one epoch in flight, as Tune's own callback
     trainer = build_torch_trainer(config, spec, trial_id, study_path(spec), [ForwardToTrial(queue)])
     outcome: dict = {}
@@ -154,11 +170,7 @@ def run_train(config: dict, spec: StudySpec) -> None:
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
     while (item := queue.get()) is not None:
-        with tempfile.TemporaryDirectory(prefix="mhss-pointer-") as folder:
-            pointer = {"train_run": train_run_name(trial_id), "train_checkpoint": item["checkpoint_path"], "epoch": item["metrics"].get("epoch")}
-            with open(os.path.join(folder, POINTER_FILE), "w") as f:
-                json.dump(pointer, f)
-            tune.report(item["metrics"], checkpoint=tune.Checkpoint.from_directory(folder))
+        forward(item)
     thread.join()
     if "error" in outcome:
         raise outcome["error"]

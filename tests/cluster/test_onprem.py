@@ -163,6 +163,8 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
 
     trials = results(study)
     assert len(trials) == 2
+    first_nodes = {rows[0]["node_ip"] for rows in trials.values()}
+    assert nodes.worker_ip in first_nodes and len(first_nodes) == 2  # the trials started on both nodes
     for trial_id, rows in trials.items():
         assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6], (trial_id, [(r["epoch"], r["node_ip"]) for r in rows])  # each once
     # the lost trial: its epochs on the dead node, then the rest on the head, going on from the last

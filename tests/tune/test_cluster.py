@@ -45,7 +45,8 @@ def run_study(tmp_path, cli_env, address, tune_block, name):
     return trials
 
 
-def test_fractional_gpu_packs_four_trials_and_trials_use_both_nodes(tmp_path, cli_env, cluster):
+def test_fractional_gpu_packs_four_trials_on_one_gpu(tmp_path, cli_env, cluster):
+    # (trials spreading over two nodes: tests/cluster/test_onprem.py)
     # gpu 0.25 per Ray Train worker: four trials at once on the one logical GPU (the trainer runs on CPU here)
     packed = run_study(
         tmp_path, cli_env, cluster.address,
@@ -59,11 +60,3 @@ def test_fractional_gpu_packs_four_trials_and_trials_use_both_nodes(tmp_path, cl
     assert max(starts) < min(ends), "the four trials should have run at the same time"
     assert len({rows[0]["node_id"] for rows in packed.values()}) == 1  # only the head node has the GPU
 
-    # one CPU per trial (in-process) and four at once: two nodes of 2 CPUs each must both take trials
-    spread = run_study(
-        tmp_path, cli_env, cluster.address,
-        {"num_samples": 4, "max_concurrent_trials": 4, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 2},
-         "resources": {"workers": 0, "cpus_per_worker": 1}},
-        "spread",
-    )
-    assert len({rows[0]["node_id"] for rows in spread.values()}) == 2

@@ -22,8 +22,10 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
 
         other = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         request.addfinalizer(other.shutdown)
-        storage, cmd, env, proc = run_demo_study(tmp_path, workers)
+        trials = 4  # each Ray Train run starts its own workers: one wave of two trials fewer
+        storage, cmd, env, proc = run_demo_study(tmp_path, workers, trials)
     else:
+        trials = 5
         storage, cmd, env, proc = request.getfixturevalue("demo_study")  # shared with tests/analysis
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "best trials by val_mAP" in proc.stdout and str(storage / "demo") in proc.stdout
@@ -32,7 +34,7 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
 
     analysis = ExperimentAnalysis(str(storage / "demo"))
     frames = analysis.trial_dataframes
-    assert len(frames) == 5
+    assert len(frames) == trials
     epochs = {trial_id: df["epoch"].max() for trial_id, df in frames.items()}
     for df in frames.values():
         assert {"epoch", "val_mAP", "selection_precision"} <= set(df.columns)
@@ -41,11 +43,11 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     configs = pd.DataFrame([t.config for t in analysis.trials])
     first = (configs["method.alpha"] == 1.0) & (configs["method.theta"] == 0.2) & (configs["method.noise_rates[9]"] == 0.1)
     assert first.sum() == 1  # points_to_evaluate ran, once
-    assert configs["method.alpha"].nunique() == 5 and configs["method.noise_rates[0]"].nunique() == 5  # HyperOpt's own suggestions
+    assert configs["method.alpha"].nunique() == trials and configs["method.noise_rates[0]"].nunique() == trials  # HyperOpt's own suggestions
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # same name: refused, nothing touched
     assert again.returncode == 2 and "already holds a study; pass --resume" in again.stderr and "Traceback" not in again.stderr
-    assert len(ExperimentAnalysis(str(storage / "demo")).trials) == 5
+    assert len(ExperimentAnalysis(str(storage / "demo")).trials) == trials
 
 
 def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, killed_study):
@@ -117,10 +119,12 @@ def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
         # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
         assert after[trial_id].count(1) == 1, after[trial_id]
         assert after[trial_id][: len(epochs)] == epochs
-        # each epoch reported once. Ray Train persists an epoch's checkpoint before Tune hears of it,
-        # and the forwarding queue holds one epoch while the next one's put waits: a kill can leave
-        # up to two persisted epochs unreported (they are not trained again). Seen: [1, 4, 5, 6].
-        assert after[trial_id] == sorted(set(after[trial_id])) and len(after[trial_id]) >= 4
+        # every epoch on record, none skipped. Ray Train persists an epoch's checkpoint before Tune
+        # hears of it, and the forwarding queue holds one epoch while the next one's put waits, so a
+        # kill can leave persisted epochs unreported (seen: [1, 4, 5, 6] before the restarted trial
+        # reported them from their checkpoints' metrics). Re-reports, as with in-process trials, are
+        # bounded by Tune's snapshots (see the three-kill test).
+        assert sorted(set(after[trial_id])) == [1, 2, 3, 4, 5, 6] and len(after[trial_id]) <= 8, after[trial_id]
 
 
 def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
