@@ -71,11 +71,11 @@ def reported_epochs(storage: Path) -> dict[str, list[int]]:
     return out
 
 
-def killed_space(tmp_path: Path, workers: int) -> Path:
-    """A 2-trial, 6-epoch FIFO study, both trials at once: the study the kill tests interrupt."""
+def killed_space(tmp_path: Path, workers: int, trials: int = 2) -> Path:
+    """A 6-epoch FIFO study, its trials all at once: the study the kill tests interrupt."""
     data = dict(TINY_SPACE, schedule={"epochs": 6})
     data["tune"] = {
-        "num_samples": 2, "max_concurrent_trials": 2, "scheduler": {"name": "fifo"},
+        "num_samples": trials, "max_concurrent_trials": trials, "scheduler": {"name": "fifo"},
         "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": workers, "cpus_per_worker": 1},
     }  # fmt: skip
     space = tmp_path / "resume.yaml"
@@ -104,14 +104,14 @@ def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle:
     return not ended
 
 
-def run_killed_study(tmp_path: Path, workers: int):
+def run_killed_study(tmp_path: Path, workers: int, trials: int = 2):
     """The study of `killed_space`, its mhss-tune SIGKILLed once a trial has reported epoch 2:
     (storage, command, env, snapshot of the storage right after the kill)."""
     import shutil
 
     storage = tmp_path / "studies"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(killed_space(tmp_path, workers)), "--storage", str(storage)]
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(killed_space(tmp_path, workers, trials)), "--storage", str(storage)]
     # in-process: the snapshot feeds tests/analysis, which reads the trials from Tune's experiment
     # state (saved every few seconds); the Ray Train variant keeps the kill right at the report
     settle = 1.0 if workers == 0 else 0.0

@@ -107,14 +107,14 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
 
 
 def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
-    storage, cmd, env, _ = run_killed_study(tmp_path, workers=1)
+    storage, cmd, env, _ = run_killed_study(tmp_path, workers=1, trials=1)  # one Train run: the path under test, quicker
     before = reported_epochs(storage)
     assert before and max(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
 
     resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = reported_epochs(storage)
-    assert len(after) == 2 and all(e[-1] == 6 for e in after.values()), after
+    assert len(after) == 1 and all(e[-1] == 6 for e in after.values()), after
     for trial_id, epochs in before.items():
         # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
         assert after[trial_id].count(1) == 1, after[trial_id]
