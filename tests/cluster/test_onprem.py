@@ -166,12 +166,16 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     first_nodes = {rows[0]["node_ip"] for rows in trials.values()}
     assert nodes.worker_ip in first_nodes and len(first_nodes) == 2  # the trials started on both nodes
     for trial_id, rows in trials.items():
-        assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6], (trial_id, [(r["epoch"], r["node_ip"]) for r in rows])  # each once
-    # the lost trial: its epochs on the dead node, then the rest on the head, going on from the last
-    # one reported there (its checkpoint); the epoch in progress at the kill is the only one redone
-    ips = [r["node_ip"] for r in trials[lost]]
+        assert sorted({r["epoch"] for r in rows}) == [1, 2, 3, 4, 5, 6], (trial_id, [(r["epoch"], r["node_ip"]) for r in rows])
+    # the lost trial: its epochs on the dead node, then the rest on the head, from its last checkpoint
+    # Tune had registered: at most the epoch of the kill is trained and reported again (seen: epochs
+    # 1-3 on the worker, then 4-6 on the head; and once 3-6, when epoch 3's checkpoint had not
+    # reached Tune before the node died). The analysis tables keep one row per epoch.
+    ips, epochs = [r["node_ip"] for r in trials[lost]], [r["epoch"] for r in trials[lost]]
     moved = ips.index(next(ip for ip in ips if ip != nodes.worker_ip))
     assert moved >= 2 and set(ips[:moved]) == {nodes.worker_ip} and nodes.worker_ip not in ips[moved:], ips
+    assert epochs[:moved] == list(range(1, moved + 1))
+    assert epochs[moved] in (epochs[moved - 1], epochs[moved - 1] + 1) and epochs[moved:] == list(range(epochs[moved], 7)), epochs
 
     from mhss_ray.analysis.load import load_study
 
