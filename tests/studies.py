@@ -59,16 +59,21 @@ def run_demo_study(tmp_path: Path, workers: int, trials: int = 5):
     return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
-def reported_epochs(storage: Path) -> dict[str, list[int]]:
-    """trial id -> the epochs in its result.json, in the order Tune wrote them."""
+def result_rows(storage: Path) -> dict[str, list[dict]]:
+    """trial id -> the rows of its result.json, in the order Tune wrote them."""
     import json
 
     out = {}
     for f in storage.rglob("result.json"):
         rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
         if rows:
-            out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
+            out[rows[0]["trial_id"]] = rows
     return out
+
+
+def reported_epochs(storage: Path) -> dict[str, list[int]]:
+    """trial id -> the epochs in its result.json, in the order Tune wrote them."""
+    return {t: [r["epoch"] for r in rows] for t, rows in result_rows(storage).items()}
 
 
 def killed_space(tmp_path: Path, workers: int, trials: int = 2) -> Path:

@@ -3,7 +3,6 @@ commands of cluster/onprem.yaml (own temp dir and ports, stopped by process id, 
 then `mhss-tune --address` on it, and the worker node lost in the middle of the study."""
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.studies import TINY_SPACE
+from tests.studies import TINY_SPACE, result_rows
 
 pytestmark = pytest.mark.slow
 
@@ -113,16 +112,6 @@ def two_node_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)  # the nodes' logs and sockets
 
 
-def results(study: Path) -> dict[str, list[dict]]:
-    """trial id -> its result rows, in the order Tune wrote them."""
-    out = {}
-    for f in study.rglob("result.json"):
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        if rows:
-            out[rows[0]["trial_id"]] = rows
-    return out
-
-
 def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     """A study on the cluster; the worker node's processes are SIGKILLed while a trial runs on it.
     The study completes: the lost trial is retried on the head from its last checkpoint."""
@@ -148,7 +137,7 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     study = storage / "nodeloss"
     deadline, on_worker = time.time() + 600, {}
     while time.time() < deadline and proc.poll() is None:
-        on_worker = {t: [r["epoch"] for r in rows if r["node_ip"] == nodes.worker_ip] for t, rows in results(study).items()}
+        on_worker = {t: [r["epoch"] for r in rows if r["node_ip"] == nodes.worker_ip] for t, rows in result_rows(study).items()}
         if any(2 <= len(e) < 6 for e in on_worker.values()):
             break
         time.sleep(0.5)
@@ -161,7 +150,7 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
             p.kill()
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
 
-    trials = results(study)
+    trials = result_rows(study)
     assert len(trials) == 2
     first_nodes = {rows[0]["node_ip"] for rows in trials.values()}
     assert nodes.worker_ip in first_nodes and len(first_nodes) == 2  # the trials started on both nodes
