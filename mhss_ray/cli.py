@@ -53,7 +53,7 @@ def _train(argv) -> int:
         cfg = load_run_config(args.config, args.overrides)
         folder = RunFolder(args.out or Path("runs") / Path(args.config).stem)
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
-        folder.create(cfg, overwrite=args.overwrite)
+        folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     trainer.run(folder.report, log=lambda line: print(line, flush=True))
     summary = folder.write_summary(cfg, trainer.data.class_names)
     print(
@@ -93,8 +93,13 @@ def _tune(argv) -> int:
     if len(chosen) > 1:
         raise UserError(f"{' and '.join(chosen)} contradict each other; pick one")
 
-    from .tune.space import load_space
+    from .outputs import check_writable
+    from .tune.space import check_name, load_space
 
+    if args.name is not None:
+        check_name(args.name, "--name")
+    if args.storage and "://" not in args.storage:
+        check_writable(args.storage, "--storage")
     overrides = list(args.overrides)
     if args.storage:
         overrides.append(f"tune.storage_path={args.storage}")
@@ -108,12 +113,28 @@ def _tune(argv) -> int:
     from .tune.study import best_table, run_study
 
     resume = "if-exists" if args.resume_or_start else args.resume
-    results = run_study(spec, address=args.address, resume=resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
+    run = run_study(spec, address=args.address, resume=resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
+    if run.note:
+        print(f"note: {run.note}", flush=True)
+    results = run.results
     errors = sum(1 for r in results if r.error)
     print(f"\nbest trials by {spec.tune.metric} ({spec.tune.mode}):\n{best_table(results, spec)}")
     print(f"{len(results)} trials, {errors} errored; results in {study_path(spec)}")
+    if run.interrupted:
+        print(f"interrupted; the study's state is saved. Continue it with:\n  {resume_command(argv)}", flush=True)
+        return 130
     print(f"tables, plots and the best config: mhss-analyze {study_path(spec)}")
     return 1 if errors == len(results) else 0
+
+
+def resume_command(argv) -> str:
+    """The mhss-tune command line that continues this study: the same flags, --resume instead of
+    --overwrite / --resume-or-start / --dry-run."""
+    import shlex
+
+    dropped = {"--overwrite", "--resume-or-start", "--resume", "--dry-run"}
+    kept = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in dropped]
+    return shlex.join(["mhss-tune", *kept, "--resume"])
 
 
 def tune_main(argv=None) -> int:
@@ -129,17 +150,21 @@ def _analyze(argv) -> int:
         prog="mhss-analyze", description="Tables (Parquet), plots and a summary of one or more finished or interrupted studies; starts no Ray."
     )
     parser.add_argument("studies", nargs="+", metavar="STUDY", help="study folder: storage_path/<name> (a local path, NFS, s3://... or gs://...)")
-    parser.add_argument("--out", help="output folder (default: runs/analysis/<study names>); replaced if it exists")
+    parser.add_argument("--out", help="output folder (default: runs/analysis/<study names>); an earlier analysis there is replaced, any other folder refused")
     args = parser.parse_args(argv)
 
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
     from .analysis.load import load_studies
-    from .analysis.report import write_report
+    from .analysis.report import check_output, write_report
 
+    if args.out:
+        check_output(Path(args.out), args.studies)
     tables = load_studies(args.studies)
     out = Path(args.out) if args.out else Path("runs") / "analysis" / "+".join(tables.info)
+    if not args.out:
+        check_output(out, args.studies)
     files = write_report(tables, out)
     counts = tables.trials["outcome"].value_counts()
     print(f"{len(tables.trials)} trials ({', '.join(f'{n} {o}' for o, n in counts.items())}), {len(tables.epochs)} trial-epochs from {len(tables.info)} studies")

@@ -9,6 +9,7 @@ rejects unknown keys, wrong types and out-of-range values with the YAML key path
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 import yaml
 
 from .errors import UserError
+from .yaml_files import parse_yaml, read_yaml  # noqa: F401  (read_yaml: re-exported)
 
 # Top-level blocks of a search-space file that belong to mhss-tune, not to the run config.
 STUDY_BLOCKS = ("search", "tune")
@@ -174,8 +176,10 @@ class RunConfig:
 # ----------------------------------------------------------------------------- validation
 
 
-def show_value(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+def show_value(value: Any, limit: int = 80) -> str:
+    """A value as the user wrote it, cut to `limit` characters (error lines stay short)."""
+    text = repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fmt(x: float) -> str:
@@ -275,7 +279,9 @@ def from_dict(cls: type, data: Any, path: str = ""):
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            raise UserError(f"{_join(path, key)}: unknown key (known keys: {', '.join(known)})")
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+            raise UserError(f"{_join(path, key)}: unknown key ({hint})")
     hints = get_type_hints(cls)
     kwargs = {name: _coerce(data[name], hints[name], f.metadata, _join(path, name)) for name, f in known.items() if name in data}
     obj = cls(**kwargs)
@@ -316,10 +322,38 @@ def _check_consistency(obj: Any, path: str) -> None:
             _number(weight, float, {"range": (0.0, None)}, _join(path, f"class_weights.{name}"))
         for key in ("root", "manifest"):
             setattr(obj, key, expand_env(getattr(obj, key), _join(path, key)))
+    if isinstance(obj, DataConfig) and obj.val_fraction <= 0:
+        raise UserError(f"{_join(path, 'val_fraction')}: expected a number in (0, 0.9], got {show_value(obj.val_fraction)} (validation is carved from the training rows)")
+    if isinstance(obj, OptimConfig) and not 0 < obj.pct_start < 1:
+        raise UserError(f"{_join(path, 'pct_start')}: expected a number in (0, 1), got {show_value(obj.pct_start)} (OneCycle needs a warm-up and an annealing phase)")
+    if isinstance(obj, RunConfig):
+        _check_run(obj)
     if isinstance(obj, NoiseConfig):
         obj.clean_subset = expand_env(obj.clean_subset, _join(path, "clean_subset"))
         if obj.clean_subset is not None and obj.mode != "real":
             raise UserError(f"{_join(path, 'clean_subset')}: only used with mode: real (verified labels of real noise)")
+
+
+# Methods whose forget rate tau = alpha * eps (METHODS.md section 2), and those with a warm-up.
+FORGETTING_METHODS = ("coteaching", "coselfie", "mhss")
+WARMUP_METHODS = ("coselfie", "mhss", "disc")
+
+
+def _check_run(cfg: RunConfig) -> None:
+    """Settings that would make a run meaningless, refused before it starts."""
+    m, epochs = cfg.method, cfg.schedule.epochs
+    if m.name in WARMUP_METHODS and m.warmup is not None and m.warmup >= epochs:
+        raise UserError(f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)")
+    if m.name in FORGETTING_METHODS and m.noise_rate_source == "given":
+        check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate)
+
+
+def check_forget_rates(alpha: float, rates: list[float], rate: float | None = None, source: str = "method.noise_rates") -> None:
+    """A forget rate alpha * eps_c of 1 or more drops every entry of that class: nothing to train on."""
+    named = [(f"{source}[{i}]", r) for i, r in enumerate(rates)] + ([("method.noise_rate", rate)] if rate is not None else [])
+    for key, r in named:
+        if alpha * r >= 1:
+            raise UserError(f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.3g}, a forget rate of 1 or more: that class would train on nothing")
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -345,27 +379,14 @@ def expand_env(value: Optional[str], path: str) -> Optional[str]:
 # ----------------------------------------------------------------------------- files and overrides
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping with safe_load; every failure is a one-line UserError naming the file."""
-    path = Path(path)
+def _override_value(key: str, raw: str) -> Any:
+    """A `--set` value read as YAML (1e-3, [0.1, 0.2], true); text that is not YAML stays text."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {show_value(data)}")
-    return data
+        return parse_yaml(raw, f"--set {key}")
+    except UserError as exc:
+        if "invalid YAML" in str(exc):
+            return raw
+        raise
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -375,10 +396,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set {item}: expected key=value, e.g. method.alpha=0.5")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = _override_value(key, raw)
         parts = key.split(".")
         node = data
         for i, part in enumerate(parts[:-1]):
@@ -390,6 +408,22 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+_KEY_PATH = re.compile(r"^([A-Za-z_][\w.]*)(\[\d+\])?:")
+
+
+def blame(exc: UserError, path: str | Path, overrides: list[str] | None) -> UserError:
+    """The error with its source in front: the `--set` flag that set the key it names, else the file."""
+    message = str(exc)
+    m = _KEY_PATH.match(message)
+    if m:
+        named = m.group(1)
+        for item in reversed(overrides or []):
+            key = item.partition("=")[0].strip()
+            if named == key or named.startswith(key + ".") or key.startswith(named + "."):
+                return UserError(f"--set {item}: {message}")
+    return UserError(f"{path}: {message}")
+
+
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a run config (or the base run config of a search-space file) with `--set` overrides."""
     data = read_yaml(path)
@@ -398,4 +432,4 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     try:
         return from_dict(RunConfig, base)
     except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
+        raise blame(exc, path, overrides) from None

@@ -23,6 +23,11 @@ def write(path, data) -> str:
     return str(path)
 
 
+def folder(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def tiny(tmp_path, **changes) -> str:
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
     for key, value in changes.items():
@@ -102,7 +107,7 @@ CASES = [
     ("tune-resume-without-study", tune_main, lambda t: ["--space", DEMO, "--storage", str(t / "studies"), "--resume"], "holds no study to resume"),
     ("tune-local-storage-remote-cluster", tune_main, lambda t: ["--space", DEMO, "--storage", str(t / "studies"), "--address", "10.0.0.9:6379"], "--shared-storage"),
     # mhss-analyze
-    ("analyze-no-study", analyze_main, lambda t: [str(t), "--out", str(t / "analysis")], "holds no Tune study"),
+    ("analyze-no-study", analyze_main, lambda t: [str(folder(t / "not-a-study")), "--out", str(t / "analysis")], "holds no Tune study"),
     ("analyze-missing-folder", analyze_main, lambda t: [str(t / "nowhere"), "--out", str(t / "analysis")], "no such study folder"),
 ]
 

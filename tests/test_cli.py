@@ -87,7 +87,7 @@ def test_resume_of_a_run_that_died_before_its_first_checkpoint_starts_over(tmp_p
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["--set", "optim.lr=abc"], ["tiny.yaml: optim.lr: expected a number in [1e-08, 10], got 'abc'"]),
+        (["--set", "optim.lr=abc"], ["--set optim.lr=abc: optim.lr: expected a number in [1e-08, 10], got 'abc'"]),
         (["--set", "method.name=magic"], ["method.name: expected one of"]),
         (["--set", "model.name=no_such_net"], ["model.name: unknown timm model 'no_such_net'"]),
         (["--set", "model.pretrained_path=/nonexistent/w.pth"], ["model.pretrained_path", "/nonexistent/w.pth"]),

@@ -51,7 +51,7 @@ def test_overrides_set_nested_keys_and_are_validated(tmp_path):
     path.write_text("method:\n  name: asl\nsearch:\n  anything: here\n")
     cfg = load_run_config(path, ["method.name=asl-clean", "optim.lr=0.01", "model.ema=true"])
     assert (cfg.method.name, cfg.optim.lr, cfg.model.ema) == ("asl-clean", 0.01, True)
-    with pytest.raises(UserError, match=r"run.yaml: optim.lr: expected a number .* got 'fast'"):
+    with pytest.raises(UserError, match=r"--set optim.lr=fast: optim.lr: expected a number .* got 'fast'"):
         load_run_config(path, ["optim.lr=fast"])
     with pytest.raises(UserError, match="--set method.name.x: method.name is not a section"):
         load_run_config(path, ["method.name.x=1"])

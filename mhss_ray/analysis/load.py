@@ -14,6 +14,7 @@ local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupte
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -31,6 +32,7 @@ TUNE_COLUMNS = {
 }  # fmt: skip
 PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
 OUTCOMES = ("completed", "stopped early", "errored", "unfinished")
+PLAIN_NAME = re.compile(r"^[^/\\\0]+$")
 
 
 @dataclass
@@ -57,14 +59,26 @@ def _filesystem(path: str):
 
 
 def read_info(path: str) -> dict:
-    """The study's mhss_study.json, or {} for a study run before it was written."""
+    """The study's mhss_study.json, or {} for a study run before it was written. Its name becomes
+    file names of the analysis, so it must be a plain name (a crafted `../../x` is refused)."""
     fs, inner = _filesystem(path)
     target = f"{inner.rstrip('/')}/{STUDY_INFO}"
+    where = f"{path.rstrip('/')}/{STUDY_INFO}"
     try:
         with fs.open_input_stream(target) as f:
-            return json.loads(f.readall().decode())
+            raw = f.readall()
     except (FileNotFoundError, OSError):
         return {}
+    try:
+        info = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{where}: corrupt ({exc.__class__.__name__}); mhss-tune writes it when a study starts") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{where}: corrupt (expected a JSON object)")
+    name = info.get("name")
+    if name is not None and (not isinstance(name, str) or not PLAIN_NAME.match(name) or name in (".", "..")):
+        raise UserError(f"{where}: name {str(name)[:60]!r} is not a plain folder name")
+    return info
 
 
 def column_name(key: str, class_names: list[str]) -> str:
@@ -102,6 +116,33 @@ def _checkpoint(trial) -> str | None:
         return ckpt.path
 
 
+def read_results(trial) -> tuple[pd.DataFrame, str]:
+    """A trial's result.json, every line that parses (Tune's own reader drops the whole trial for
+    one bad line), and a note naming the lines that did not ('' when none)."""
+    fs = trial.storage.storage_filesystem
+    file = f"{trial.storage.trial_fs_path}/result.json"
+    try:
+        with fs.open_input_stream(file) as f:
+            lines = f.readall().decode("utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, OSError):
+        return pd.DataFrame(), ""
+    rows, bad = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad.append(number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    note = f"result.json: {len(bad)} unreadable line{'s' if len(bad) > 1 else ''} (line {', '.join(map(str, bad[:5]))})" if bad else ""
+    return (pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()), note
+
+
 def _epochs_frame(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "epoch" not in df:
         return pd.DataFrame()
@@ -121,16 +162,24 @@ def load_study(path: str) -> StudyTables:
     max_t = info.get("max_t")
     classes = info.get("class_names", [])
     base_method = info.get("base", {}).get("method", {}).get("name", "asl")
+    quiet = _DropFetchWarnings()
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(quiet)
     try:
         analysis = ExperimentAnalysis(path if "://" in path else str(_resolve(path)))
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: its newest experiment_state file is corrupt (truncated?), so its trials cannot be read") from None
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"{path}: holds no Tune study ({str(exc).splitlines()[0][:160]})") from None
-    frames = analysis.trial_dataframes
+    finally:
+        logging.getLogger("ray.tune.analysis.experiment_analysis").removeFilter(quiet)
     trial_rows, epoch_frames = [], []
     for trial in analysis.trials:
-        epochs = _epochs_frame(frames.get(trial.trial_id, pd.DataFrame()))
+        frame, damage = read_results(trial)
+        epochs = _epochs_frame(frame)
         row = {"study": name, "trial_id": trial.trial_id, "status": trial.status}
         n = int(epochs["epoch"].max()) if not epochs.empty else 0
+        n = max(n, int((trial.last_result or {}).get("epoch") or 0))  # Tune's state knows epochs a damaged file lost
+        row["damaged"] = damage
         row["outcome"] = _outcome(trial.status, n, max_t)
         row["error"] = first_line_of_error(trial.get_error()) if trial.status == "ERROR" else ""
         row["failures"] = int(trial.run_metadata.num_failures)  # retries after a lost node or a crash
@@ -159,6 +208,14 @@ def load_study(path: str) -> StudyTables:
     epochs_df = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=["study", "trial_id", "epoch"])
     info = dict(info, name=name, metric=metric, mode=mode)
     return StudyTables(trials, epochs_df, {name: info})
+
+
+class _DropFetchWarnings(logging.Filter):
+    """ExperimentAnalysis warns (with a repr of the trial) for a result.json it cannot parse;
+    read_results reads those files itself and the tables flag the damage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to fetch metrics" not in record.getMessage()
 
 
 def _resolve(path: str):

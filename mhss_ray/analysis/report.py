@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from ..config import RunConfig, from_dict
+from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, user_mode, write_marker
 from .load import OUTCOMES, StudyTables, best_trials, column_name, epoch_budget
 from .plots import save_all
 
@@ -93,6 +94,9 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         errored = trials[trials["outcome"] == "errored"]
         if not errored.empty:
             lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "failures", "error"])]
+        damaged = trials[trials["damaged"].fillna("") != ""] if "damaged" in trials else trials.head(0)
+        if not damaged.empty:
+            lines += ["", "Damaged result files (every readable epoch is kept; the rest are missing from the tables):", "", *_table(damaged, ["trial_id", "epochs", "damaged"])]
         if name in config_files:
             lines += ["", f"Best configuration: `{config_files[name]}`; run it alone with", "", "```bash", f"mhss-train --config {config_files[name]}", "```"]
         lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in plots if p.name.startswith(f"{name}_")), ""]
@@ -100,12 +104,27 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
     return "\n".join(lines)
 
 
+# Everything an analysis writes; a later analysis into the same --out replaces these and nothing else.
+ANALYSIS = FolderKind("mhss-analyze", ".mhss-analysis", (".mhss-analysis", "trials.parquet", "epochs.parquet", "summary.md", "*.png", "best_config_*.yaml"))
+
+
+def check_output(out: Path, studies: list[str]) -> None:
+    """Before any study is read: `out` is writable, is not (and does not hold, nor lie in) a study,
+    and is either new, empty, or an earlier analysis holding only what mhss-analyze wrote."""
+    check_writable(out, "--out")
+    check_not_reading(out, {f"study folder{'' if len(studies) == 1 else f' #{i + 1}'}": s for i, s in enumerate(studies)}, "mhss-analyze")
+    check_replaceable(out, ANALYSIS, "--out")
+
+
 def write_report(tables: StudyTables, out: Path) -> list[Path]:
-    """Write everything into `out` (replacing an earlier analysis there); returns the files written."""
+    """Write everything into `out` (replacing an earlier analysis there); returns the files written.
+    The caller has run check_output."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
+        tmp.chmod(user_mode())  # mkdtemp makes it private; colleagues on shared storage read it too
+        write_marker(tmp, ANALYSIS)
         tables.trials.to_parquet(tmp / "trials.parquet", index=False)
         tables.epochs.to_parquet(tmp / "epochs.parquet", index=False)
         plots = save_all(tables, tmp)
@@ -118,7 +137,7 @@ def write_report(tables: StudyTables, out: Path) -> list[Path]:
                 configs[name] = str(out / file)
         (tmp / "summary.md").write_text(summary_markdown(tables, configs, plots))
         if out.exists():
-            shutil.rmtree(out)
+            remove_owned(out, ANALYSIS)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

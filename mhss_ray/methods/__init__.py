@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, check_forget_rates
 from ..data.noise import UNKNOWN
 from ..errors import UserError
 from .base import Batch, Method, Selection
@@ -35,6 +35,7 @@ def noise_rates(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> 
         given = m.noise_rates if m.noise_rates is not None else [m.noise_rate] * c
         eps_c = torch.tensor(given, dtype=torch.float32, device=observed.device)
     eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
+    check_forget_rates(m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c")  # the oracle's rates are known only now
     return eps_c, eps
 
 

@@ -10,6 +10,8 @@ import torch
 from ..errors import UserError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# What every checkpoint the trainer writes holds (Trainer.state_dict); anything else is not ours.
+STATE_KEYS = ("epoch", "config", "networks", "emas", "optimizer", "scheduler", "method", "rng")
 
 
 def save_checkpoint(folder: str | Path, state: dict) -> Path:
@@ -28,6 +30,10 @@ def load_checkpoint(folder: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file: say which file, not a traceback
         raise UserError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"{path}: not a checkpoint of an mhss-ray run (no {missing[0]!r}); it cannot be resumed")
+    return state

@@ -74,7 +74,10 @@ def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
 def build_scheduler(cfg: OptimConfig, optimizer, steps_per_epoch: int, epochs: int):
     total = steps_per_epoch * epochs
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+        # torch divides by the warm-up phase's length in steps (pct_start * total - 1): exactly 0 on
+        # short runs (pct 0.2 of 5 steps). Keep both phases at least half a step long.
+        pct = min(max(cfg.pct_start, 1.5 / total), 1 - 0.5 / total)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=pct)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -159,13 +162,17 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         if len(state["networks"]) != len(self.nets) or len(state["emas"]) != len(self.emas):
             raise UserError("checkpoint: it was written by a run with another method or EMA setting")
-        for net, sd in zip(self.nets, state["networks"]):
-            net.load_state_dict(sd)
-        for ema, sd in zip(self.emas, state["emas"]):
-            ema.load_state_dict(sd)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.method.load_state_dict(state["method"])
+        try:
+            for net, sd in zip(self.nets, state["networks"]):
+                net.load_state_dict(sd)
+            for ema, sd in zip(self.emas, state["emas"]):
+                ema.load_state_dict(sd)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.method.load_state_dict(state["method"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # another model, method or dataset
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
+            raise UserError(f"checkpoint: does not fit this run's model, method or data ({first})") from None
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -18,8 +18,18 @@ import yaml
 
 from ..config import RunConfig, from_dict, read_yaml
 from ..errors import UserError
+from ..outputs import FolderKind, check_not_reading, check_writable, remove_owned, write_marker
 from ..methods.stats import SELECTION_KEYS
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+
+# Everything a run writes into its folder; --overwrite removes these and nothing else.
+RUN = FolderKind("mhss-train", ".mhss-run", (".mhss-run", "config.yaml", "metrics.jsonl", "checkpoint", "summary.json", "summary.md", "*.tmp"))
+
+
+def run_inputs(cfg: RunConfig) -> dict:
+    """The paths a run reads, which its output folder must stay clear of."""
+    return {"data.root": cfg.data.root, "model.pretrained_path": cfg.model.pretrained_path, "noise.clean_subset": cfg.noise.clean_subset}
 
 
 class RunFolder:
@@ -31,14 +41,19 @@ class RunFolder:
 
     # ------------------------------------------------------------ starting
 
-    def create(self, cfg: RunConfig, overwrite: bool = False) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"{self.path}: exists and is not a folder")
+    def create(self, cfg: RunConfig, overwrite: bool = False, config_file: str | None = None) -> None:
+        """Start a run here. The folder must be new, empty, or (with `overwrite`) a run folder that
+        holds only what mhss-train wrote; it is never a folder the run reads from."""
+        check_writable(self.path, "--out")
+        check_not_reading(self.path, {"config file": config_file, **run_inputs(cfg)}, "mhss-train")
         if self.path.is_dir() and any(self.path.iterdir()):
             if not overwrite:
-                raise UserError(f"{self.path}: already holds a run; pass --resume to continue it or --overwrite to replace it")
-            shutil.rmtree(self.path)
+                if RUN.owns(self.path):
+                    raise UserError(f"{self.path}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+                raise UserError(f"{self.path}: holds files that are not an mhss-train run; choose another --out")
+            remove_owned(self.path, RUN)
         self.path.mkdir(parents=True, exist_ok=True)
+        write_marker(self.path, RUN)
         self.config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     def open_for_resume(self) -> tuple[RunConfig, dict | None]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from ..errors import UserError
 from ..analysis.load import STUDY_INFO
+from ..errors import UserError
+from ..outputs import FolderKind
+from .lock import LOCK_FILE
 from .space import StudySpec
 
 
@@ -23,8 +25,8 @@ def check_storage(storage_path: str, address: str | None, shared: bool) -> None:
     if "://" in storage_path or address in (None, "local") or shared:
         return
     raise UserError(
-        f"tune.storage_path: {storage_path} is a local folder, but --address {address} joins a cluster whose other nodes cannot write there; "
-        "use s3://... or gs://..., or a folder every node mounts (NFS) with --shared-storage"
+        f"tune.storage_path: {storage_path} is local, the other nodes of --address {address} cannot write it; "
+        "use s3://..., gs://... or an NFS folder with --shared-storage"
     )
 
 
@@ -40,12 +42,49 @@ def holds_study(path: str) -> bool:
     return tune.Tuner.can_restore(path)
 
 
-def remove_study(path: str) -> None:
-    """Delete a study folder, local or remote (pyarrow's filesystems)."""
+# Everything mhss-tune and Tune write into a study folder; --overwrite removes these and nothing else.
+STUDY = FolderKind(
+    "mhss-tune",
+    STUDY_INFO,
+    (
+        STUDY_INFO, LOCK_FILE, ".validate_storage_marker", "tuner.pkl", "trainable.pkl", "experiment_state-*", "search_gen_state-*",
+        "searcher-state-*", "basic-variant-state-*", "trial_main_*", "train-*", "*.tmp",
+    ),
+)  # fmt: skip
+
+
+def _entries(path: str) -> tuple[object, list]:
     import pyarrow.fs
 
     fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-    fs.delete_dir(inner)
+    return fs, fs.get_file_info(pyarrow.fs.FileSelector(inner.rstrip("/"), allow_not_found=True))
+
+
+def check_removable(path: str) -> None:
+    """A study folder may be overwritten only when mhss-tune wrote it and it holds nothing else."""
+    _, entries = _entries(path)
+    names = [PurePosixPath(e.path).name for e in entries]
+    if STUDY_INFO not in names:
+        raise UserError(f"{path}: holds a Tune experiment that mhss-tune did not write (no {STUDY_INFO}), so --overwrite leaves it; choose another --name")
+    foreign = sorted(n for n in names if not STUDY.wrote(n))
+    if foreign:
+        raise UserError(f"{path}: holds {foreign[0]!r}, which mhss-tune did not write, so --overwrite leaves the study; move it out or choose another --name")
+
+
+def remove_study(path: str) -> None:
+    """Delete what mhss-tune and Tune wrote in a study folder, local or remote (pyarrow's
+    filesystems), keeping the lock of the driver that is about to start over."""
+    import pyarrow.fs
+
+    check_removable(path)
+    fs, entries = _entries(path)
+    for entry in entries:
+        if PurePosixPath(entry.path).name == LOCK_FILE:
+            continue
+        if entry.type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(entry.path)
+        else:
+            fs.delete_file(entry.path)
 
 
 def study_info(spec: StudySpec) -> dict:

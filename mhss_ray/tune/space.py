@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, get_type_hints
 
-from ..config import RunConfig, show_value, apply_overrides, from_dict, num, read_yaml
+from ..config import FORGETTING_METHODS, RunConfig, apply_overrides, blame, check_forget_rates, from_dict, num, read_yaml, show_value
 from ..data import class_names
 from ..errors import UserError
+from ..outputs import check_writable
 
 PARAMS = {
     "uniform": ("low", "high"),
@@ -86,7 +87,19 @@ class TuneSection:
     max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
 
 
+def check_name(name: str, key: str) -> str:
+    """A study name is one folder name inside the storage path: never a path of its own."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise UserError(f"{key}: expected a plain folder name (no '/', '..' or spaces around it), got {show_value(name)}")
+    return name
+
+
 def _check_tune(t: TuneSection, cfg: RunConfig) -> None:
+    if t.name is not None:
+        check_name(t.name, "tune.name")
+    if t.scheduler.name == "asha" and t.scheduler.grace_period > (t.scheduler.max_t or cfg.schedule.epochs):
+        max_t = t.scheduler.max_t or cfg.schedule.epochs
+        raise UserError(f"tune.scheduler.grace_period: {t.scheduler.grace_period} is beyond max_t {max_t}: ASHA would never compare trials")
     metrics = METRICS + (WEIGHTED_METRICS if cfg.data.name == "sewerml" or cfg.data.class_weights else ())
     if t.metric not in metrics:
         raise UserError(f"tune.metric: expected one of {', '.join(metrics)}, got {show_value(t.metric)}")
@@ -164,6 +177,14 @@ def _config_field(key: str):
     return f
 
 
+def _is_integer_key(key: str) -> bool:
+    f = _config_field(_INDEXED.sub(r"\1", key))
+    owner = RunConfig
+    for part in _INDEXED.sub(r"\1", key).split(".")[:-1]:
+        owner = get_type_hints(owner)[part]
+    return get_type_hints(owner)[f.name] in (int, Optional[int])
+
+
 def _check_value(base: dict, key: str, value: Any, where: str) -> None:
     """Put one candidate value into the base config and let the run-config validation judge it."""
     trial = copy.deepcopy(base)
@@ -210,7 +231,15 @@ def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
             raise UserError(f"{where}.low: loguniform needs low > 0, got {params['low']:g}")
         if "q" in params and params["q"] <= 0:
             raise UserError(f"{where}.q: expected a positive step, got {params['q']:g}")
-        candidates = [("low", params["low"]), ("high", params["high"])]
+        if "q" in params:
+            for k in ("low", "high"):  # Tune rounds every sample to a multiple of q: a bound that is not one is overshot
+                steps = params[k] / params["q"]
+                if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+                    raise UserError(f"{where}.{k}: {params[k]:g} is not a multiple of q {params['q']:g}; {dist} would round it to {round(steps) * params['q']:g}")
+        if _is_integer_key(key) and (dist in ("uniform", "loguniform") or (dist == "quniform" and not float(params["q"]).is_integer())):
+            raise UserError(f"{where}.dist: {key} takes whole numbers; {dist} samples fractions (use randint or qrandint)")
+        # randint's high is exclusive: its largest sample is high - 1
+        candidates = [("low", params["low"]), ("high", params["high"] - 1 if dist == "randint" else params["high"])]
     for name, value in candidates:
         _check_value(base, key, value, f"{where}.{name}")
     return Dimension(key, dist, params)
@@ -340,6 +369,50 @@ def _check_parallel_methods(t: TuneSection, base_cfg: RunConfig, dims: list[Dime
         )
 
 
+def _inside(d: Dimension, value: Any) -> bool:
+    p = d.params
+    if d.dist in ("choice", "grid"):
+        return value in p["values"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if d.dist in ("randint", "qrandint") and not float(value).is_integer():
+        return False
+    return p["low"] <= value < p["high"] if d.dist == "randint" else p["low"] <= value <= p["high"]
+
+
+def _check_point_values(points: list[dict], dims: list[Dimension], base: dict) -> None:
+    """Each starting point lies inside its dimensions and makes a valid run config."""
+    by_key = {d.key: d for d in dims}
+    for i, point in enumerate(points):
+        where = f"tune.search_alg.points_to_evaluate[{i}]"
+        for key, value in point.items():
+            d = by_key[key]
+            if not _inside(d, value):
+                raise UserError(f"{where}.{key}: {show_value(value)} lies outside its search dimension {d.describe()}")
+        try:
+            from_dict(RunConfig, apply_point(base, point))
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+
+def _check_forget_rate_extremes(base_cfg: RunConfig, dims: list[Dimension]) -> None:
+    """The largest searched alpha with the largest searched noise rate must still leave entries to train on."""
+    m = base_cfg.method
+    names = {m.name} | {v for d in dims if d.key == "method.name" for v in d.params["values"]}
+    if not names & set(FORGETTING_METHODS):
+        return
+    relevant = [d for d in dims if d.key in ("method.alpha", "method.noise_rate") or d.key.startswith("method.noise_rates[")]
+    top = {d.key: (max(float(v) for v in d.params["values"]) if d.dist in ("choice", "grid") else d.params["high"]) for d in relevant}
+    rates = [v for k, v in top.items() if k.startswith("method.noise_rates[")]
+    if not rates and m.noise_rate_source != "given" and "method.noise_rate" not in top:
+        return
+    alpha = top.get("method.alpha", m.alpha)
+    try:
+        check_forget_rates(alpha, rates or m.noise_rates or [], top.get("method.noise_rate", m.noise_rate))
+    except UserError as exc:
+        raise UserError(f"search: the largest searched values together: {exc}") from None
+
+
 def _check_points(points: list | None, dims: list[Dimension], n_classes: int) -> None:
     keys = {d.key for d in dims}
     for i, point in enumerate(points or []):
@@ -413,6 +486,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         rest = {k: v for k, v in data.items() if k != "search"}
         apply_overrides(rest, overrides or [])
         tune_raw = rest.pop("tune", None) or {}
+        _drop_searched(rest, search)
         base_cfg = from_dict(RunConfig, rest)
         rest = _absolute_paths(rest, base_cfg)
         base_cfg = from_dict(RunConfig, rest)
@@ -428,6 +502,33 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         _check_model_names(base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None
+        _check_point_values(tune_section.search_alg.points_to_evaluate or [], dims, rest)
+        _check_forget_rate_extremes(base_cfg, dims)
+        tune_section.storage_path = _absolute_storage(tune_section.storage_path)
     except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    return StudySpec(path, rest, base_cfg, dims, tune_section, tune_section.name or path.stem, names)
+        raise blame(exc, path, overrides) from None
+    name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
+    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names)
+
+
+def _drop_searched(base: dict, search: Any) -> None:
+    """Every trial sets the searched keys, so their base values never run: they are left out of the
+    base (a base warm-up as long as the epochs is no mistake when the warm-up is searched)."""
+    if not isinstance(search, dict):
+        return
+    for key in search:
+        *parents, last = str(key).split(".")
+        node = base
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+
+
+def _absolute_storage(storage: str) -> str:
+    """Resolved once, here in the driver: a trial resolving a relative path would resolve it inside
+    its own working folder (Tune's trial folder, Ray's session folder) and write its checkpoints there."""
+    if "://" in storage:
+        return storage
+    check_writable(storage, "tune.storage_path")
+    return str(Path(storage).expanduser().absolute())

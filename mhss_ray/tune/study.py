@@ -7,11 +7,16 @@ its last checkpoint.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from ..errors import UserError
-from .cluster import check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
+from .cluster import check_removable, check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
+from .lock import StudyLock
 from .driver import trial_main
 from .space import StudySpec
 
@@ -104,22 +109,82 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def run_study(spec: StudySpec, address: str | None = None, resume: bool | str = False, overwrite: bool = False, shared_storage: bool = False):
-    """Run (or resume) the study; returns Tune's ResultGrid. A new study never mixes with an old
-    one of the same name: it is refused unless `overwrite` deletes the old one first.
-    `resume="if-exists"` resumes the study if the storage holds it and starts it otherwise."""
+class _ResumeHint(logging.Filter):
+    """Tune ends an interrupted study with `Tuner.restore(path=..., trainable=...)`, which is not
+    how this study resumes; the hint is dropped and `mhss-tune` prints its own command instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Tuner.restore(" in record.getMessage():
+            self.interrupted = True
+            return False
+        return True
+
+
+def check_resumable(path: str) -> None:
+    """The newest experiment state must parse: Tune would print a traceback and quietly start the
+    study over (every trial from epoch 1) from a truncated one."""
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    names = sorted(
+        PurePosixPath(e.path).name for e in fs.get_file_info(pyarrow.fs.FileSelector(inner.rstrip("/"))) if PurePosixPath(e.path).name.startswith("experiment_state-")
+    )
+    if not names:
+        return
+    newest = f"{path.rstrip('/')}/{names[-1]}"
+    try:
+        with fs.open_input_stream(f"{inner.rstrip('/')}/{names[-1]}") as f:
+            state = json.loads(f.readall().decode())
+        ok = isinstance(state, dict) and "trial_data" in state and "runner_data" in state
+    except (ValueError, OSError):
+        ok = False
+    if not ok:
+        older = f"; {len(names) - 1} older state file{'s' if len(names) > 2 else ''} there: move this one aside to resume from it" if len(names) > 1 else ""
+        raise UserError(f"{newest}: corrupt experiment state (truncated?), so the study cannot resume from it{older}; or --overwrite to start over")
+
+
+@dataclass
+class StudyRun:
+    results: object  # Tune's ResultGrid
+    interrupted: bool  # stopped by Ctrl-C (SIGINT); the state was saved
+    note: str | None = None  # e.g. a crashed driver's lock taken over
+
+
+def run_study(spec: StudySpec, address: str | None = None, resume: bool | str = False, overwrite: bool = False, shared_storage: bool = False) -> StudyRun:
+    """Run (or resume) the study. A new study never mixes with an old one of the same name: it is
+    refused unless `overwrite` deletes the old one first (only what mhss-tune and Tune wrote there).
+    `resume="if-exists"` resumes the study if the storage holds it and starts it otherwise.
+    Every check that needs no cluster comes before anything is written; one driver at a time holds
+    the study (tune/lock.py)."""
     check_storage(spec.tune.storage_path, address, shared_storage)  # before anything starts
     path = study_path(spec)
+    lock = StudyLock(path)
+    lock.check_free()
     if resume == "if-exists":
         resume = holds_study(path)
     if resume and not holds_study(path):  # checked before Ray starts: it needs no cluster
         raise UserError(f"{path}: holds no study to resume")
+    if resume:
+        check_resumable(path)
     if not resume and holds_study(path):
         if not overwrite:
             raise UserError(f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another")
-        remove_study(path)
-    if not resume:
-        write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
-    connect(address)
-    tuner = restore_tuner(spec) if resume else build_tuner(spec)
-    return tuner.fit()
+        check_removable(path)
+    note = lock.acquire()
+    try:
+        if not resume:
+            if holds_study(path):
+                remove_study(path)
+            write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
+        connect(address)
+        tuner = restore_tuner(spec) if resume else build_tuner(spec)
+        hint = _ResumeHint()
+        logging.getLogger("ray.tune.tune").addFilter(hint)
+        results = tuner.fit()
+        return StudyRun(results, hint.interrupted, note)
+    finally:
+        lock.release()

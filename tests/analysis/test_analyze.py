@@ -101,7 +101,8 @@ def test_two_studies_make_one_table_and_the_interrupted_one_is_marked(studies, t
 
 def test_folder_without_a_study_is_one_line(tmp_path, studies):
     _, _, env = studies
-    proc = analyze([tmp_path, "--out", tmp_path / "out"], env)
+    (tmp_path / "not-a-study").mkdir()
+    proc = analyze([tmp_path / "not-a-study", "--out", tmp_path / "out"], env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "holds no Tune study" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
 

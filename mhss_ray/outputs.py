@@ -1,0 +1,105 @@
+"""Output folders a tool owns: it deletes only what it can prove it wrote, never what it reads.
+
+A tool that writes a folder (an `mhss-train` run, an `mhss-analyze` report) first puts a marker
+file in it. Replacing the folder later (`--overwrite`, a second analysis into the same `--out`)
+needs that marker, removes only the entries the tool writes (by name), and is refused when the
+folder holds anything else, is a folder the tool reads from (or holds one, or lies inside one), or
+is the current folder or a parent of it. Everything is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class FolderKind:
+    tool: str  # the command that writes it, for messages
+    marker: str  # file name that proves the tool wrote the folder
+    entries: tuple[str, ...]  # glob patterns of everything the tool writes there (the marker included)
+
+    def owns(self, folder: Path) -> bool:
+        return (folder / self.marker).is_file()
+
+    def wrote(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.entries)
+
+
+def write_marker(folder: Path, kind: FolderKind) -> None:
+    (folder / kind.marker).write_text(json.dumps({"written_by": kind.tool, "format": 1}) + "\n")
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_not_reading(out: str | Path, reads: dict[str, str | Path | None], tool: str) -> None:
+    """`out` must not be, hold or lie inside a path the tool reads ({what: path}) or the current folder."""
+    target = _resolved(out)
+    if _inside(Path.cwd().resolve(), target):
+        raise UserError(f"--out {out}: is the current folder or holds it; {tool} writes into a folder of its own (choose another --out)")
+    for what, path in reads.items():
+        if path is None or "://" in str(path):
+            continue
+        read = _resolved(path)
+        if _inside(read, target) or _inside(target, read):
+            relation = "is" if read == target else ("holds" if _inside(read, target) else "lies inside")
+            raise UserError(f"--out {out}: {relation} the {what} that {tool} reads ({path}); choose another --out")
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """`folder` (or the nearest existing parent it would be created in) is a writable folder."""
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{key}: {folder} exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{key}: {folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{key}: {folder}: cannot write in {probe} (read-only or not yours)")
+
+
+def check_replaceable(folder: Path, kind: FolderKind, what: str) -> None:
+    """A non-empty `folder` may be replaced only when `kind` wrote it and it holds nothing else."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not kind.owns(folder):
+        raise UserError(
+            f"{folder}: holds files that {kind.tool} did not write (no {kind.marker} marker), so it is not replaced; choose another {what} or empty it yourself"
+        )
+    foreign = sorted(e.name for e in folder.iterdir() if not kind.wrote(e.name))
+    if foreign:
+        raise UserError(f"{folder}: holds {foreign[0]!r}, which {kind.tool} did not write, so the folder is not replaced; move it out or choose another {what}")
+
+
+def remove_owned(folder: Path, kind: FolderKind) -> None:
+    """Delete what `kind` wrote in `folder` (checked with check_replaceable first), then the empty folder."""
+    check_replaceable(folder, kind, "folder")
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    folder.rmdir()
+
+
+def user_mode(directory: bool = True) -> int:
+    """The permissions a new file or folder gets under the user's umask (tempfile uses 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
