@@ -44,8 +44,9 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_not_reading(out: str | Path, reads: dict[str, str | Path | None], tool: str) -> None:
-    """`out` must not be, hold or lie inside a path the tool reads ({what: path}) or the current folder."""
+def check_not_reading(out: str | Path, reads: dict[str, str | Path | None], tool: str, inside_ok: bool = False) -> None:
+    """`out` must not be or hold a path the tool reads ({what: path}) or the current folder, nor lie
+    inside a read folder unless `inside_ok` (a run folder under the data root changes no input)."""
     target = _resolved(out)
     if _inside(Path.cwd().resolve(), target):
         raise UserError(f"--out {out}: is the current folder or holds it; {tool} writes into a folder of its own (choose another --out)")
@@ -53,7 +54,7 @@ def check_not_reading(out: str | Path, reads: dict[str, str | Path | None], tool
         if path is None or "://" in str(path):
             continue
         read = _resolved(path)
-        if _inside(read, target) or _inside(target, read):
+        if _inside(read, target) or (_inside(target, read) and not inside_ok):
             relation = "is" if read == target else ("holds" if _inside(read, target) else "lies inside")
             raise UserError(f"--out {out}: {relation} the {what} that {tool} reads ({path}); choose another --out")
 

@@ -20,23 +20,39 @@ CHUNK = 65536
 
 def list_files(folder: Path) -> pa.StringArray:
     """Every file under `folder`, as paths relative to it with '/' separators. Names move into Arrow
-    memory in chunks, so a million files never sit in one Python list."""
+    memory in chunks, so a million files never sit in one Python list. Linked folders are followed
+    once each: a link back to a folder already listed (a loop) is not entered again."""
     chunks: list[pa.Array] = []
     found: list[str] = []
     stack = [(str(folder), "")]
+    seen: set[tuple[int, int]] = set()
     while stack:
         path, prefix = stack.pop()
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    stack.append((entry.path, prefix + entry.name + "/"))
-                else:
-                    found.append(prefix + entry.name)
-                    if len(found) == CHUNK:
-                        chunks.append(pa.array(found, pa.string()))
-                        found = []
+        try:
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if _is_dir(entry):
+                        stack.append((entry.path, prefix + entry.name + "/"))
+                    else:
+                        found.append(prefix + entry.name)
+                        if len(found) == CHUNK:
+                            chunks.append(pa.array(found, pa.string()))
+                            found = []
+        except OSError as exc:
+            raise UserError(f"{path}: cannot list ({exc.strerror or exc.__class__.__name__})") from None
     chunks.append(pa.array(found, pa.string()))
     return pa.chunked_array(chunks, pa.string()).combine_chunks()
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to nowhere, or one that loops on itself: listed as a file, never opened here
+        return False
 
 
 def missing_mask(names: pa.StringArray, listing: pa.StringArray) -> np.ndarray:

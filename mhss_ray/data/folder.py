@@ -97,6 +97,20 @@ def check_known(names: pa.StringArray, universe: pa.StringArray, source: Path, w
         raise UserError(f"{row_name(source, i)}: {names[i].as_py()!r} is not {what}")
 
 
+def check_disjoint(parts: tuple[Part, Part, Part]) -> None:
+    """No image file in two splits (a test image seen in training inflates every test figure)."""
+    named = list(zip(("train", "val", "test"), parts))
+    for i, (split_a, a) in enumerate(named):
+        for split_b, b in named[i + 1 :]:
+            if a.folder != b.folder:
+                continue  # per-split folders: equal names are different files
+            both = pc.is_in(b.names, value_set=a.names).to_numpy(zero_copy_only=False)
+            if both.any():
+                name = b.names[first_true(both)].as_py()
+                where = f"{a.source.name}" if a.source == b.source else f"{a.source.name} and {b.source.name}"
+                raise UserError(f"{b.source}: image {name!r} is in both the {split_a} and the {split_b} split ({where})")
+
+
 def make_bundle(
     cfg: RunConfig,
     class_names: list[str],
@@ -110,6 +124,7 @@ def make_bundle(
     for split, part in zip(("train", "val", "test"), parts):
         if len(part.names) == 0:
             raise UserError(f"{part.source}: the {split} split is empty")
+    check_disjoint(parts)
     mean, std = channel_stats(cfg, reader.channels, mean, std)
     t = build_transforms(cfg.data, reader.channels, mean, std)
     size = cfg.data.image_size

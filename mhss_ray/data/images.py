@@ -21,6 +21,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+# No dataset we read comes near this (Sewer-ML frames: 0.3 MP, aerial tiles: 0.1 MP); a file that
+# claims more is refused from its header, before a byte is decoded (a 1 MB TIFF can claim 256 MP).
+MAX_PIXELS = 40_000_000
+
+
+def check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{width}x{height} pixels, above the limit of {MAX_PIXELS:,}: refused before decoding")
 
 
 def bad_index(index: int) -> int:
@@ -35,7 +43,9 @@ def read_tiff(path: str) -> np.ndarray:
     """H x W x C, whatever order the file stores its samples in (TreeSatAI: planar, 4 bands)."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        array, axes = series.asarray(), series.axes
+        shape, axes = series.shape, series.axes
+        check_pixels(shape[axes.index("X")] if "X" in axes else 1, shape[axes.index("Y")] if "Y" in axes else 1)
+        array = series.asarray()
     if array.ndim == 2:
         return array[..., None]
     if axes.endswith("YX") and array.ndim == 3:  # planar: C x H x W
@@ -67,6 +77,7 @@ class ImageReader:
             array = to_uint8(read_tiff(path))
         else:
             with Image.open(path) as img:
+                check_pixels(*img.size)
                 array = np.asarray(img.convert("RGB"))
         if self.bands is not None:
             if array.shape[-1] <= max(self.bands):
@@ -90,20 +101,25 @@ class ImageFiles(Dataset):
     def path(self, index: int) -> str:
         return os.path.join(self.folder, self.names[index].as_py())
 
+    def views(self, index: int) -> list[torch.Tensor]:
+        array = self.reader(self.path(index))
+        return [t(array) for t in self.transforms]
+
     def __getitem__(self, index: int):
+        # One guard around decoding and transforming: whatever a file does to either (a header
+        # that lies, a shape the crop cannot take) marks the item bad instead of killing the worker.
         try:
-            array = self.reader(self.path(index))
+            views = self.views(index)
         except Exception:  # noqa: BLE001  (any decoder failure: reported by the trainer, see module doc)
             blank = torch.zeros(self.reader.channels, self.size, self.size)
             views = [blank] * len(self.transforms)
             return (views[0] if len(views) == 1 else tuple(views)), bad_index(index)
-        views = [t(array) for t in self.transforms]
         return (views[0] if len(views) == 1 else tuple(views)), index
 
     def failure(self, index: int) -> str:
         """Why image `index` cannot be used (decoded again in the calling process, for the message)."""
         try:
-            self.reader(self.path(index))
+            self.views(index)
         except Exception as exc:  # noqa: BLE001
             reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             return f"{self.path(index)}: cannot decode image ({reason})"

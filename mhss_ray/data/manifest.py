@@ -19,7 +19,7 @@ from .base import DataBundle
 from .files import check_files
 from .folder import IMAGENET_MEAN, IMAGENET_STD, Part, carve_validation, check_known, class_weights, make_bundle, root_folder, three_way, verified_labels
 from .images import ImageReader
-from .tables import first_true, label_matrix, read_table, require_file, row_name, split_labels, string_column
+from .tables import first_true, label_matrix, read_table, require_file, row_name, split_labels, file_column
 
 SPLITS = ("train", "val", "test")
 
@@ -39,7 +39,7 @@ def read_manifest(path: Path, cfg: RunConfig, classes: list[str] | None = None) 
     d = cfg.data
     text = tuple(c for c in (d.file_column, d.split_column, d.labels_column) if c)
     table = read_table(require_file(path), text_columns=text)
-    names = string_column(table, d.file_column, path)
+    names = file_column(table, d.file_column, path)
     classes = classes or d.classes
     if d.labels_column:
         if d.labels_column not in table.column_names:

@@ -20,7 +20,7 @@ from .base import DataBundle
 from .files import check_files, list_files, missing_mask
 from .folder import Part, carve_validation, check_known, class_weights, make_bundle, root_folder, verified_labels
 from .images import ImageReader
-from .tables import label_matrix, read_table, require_file, string_column
+from .tables import label_matrix, read_table, require_file, file_column
 
 CLASS_WEIGHTS = {
     "RB": 1.0000, "OB": 0.5518, "PF": 0.2896, "DE": 0.1622, "FS": 0.6419, "IS": 0.1847, "RO": 0.3559, "IN": 0.3131, "AF": 0.0811,
@@ -39,7 +39,7 @@ def class_names(cfg: RunConfig) -> list[str]:
 
 def read_csv(path: Path) -> tuple[pa.StringArray, np.ndarray]:
     table = read_table(require_file(path), text_columns=("Filename",), label_columns=tuple(CLASSES))
-    return string_column(table, "Filename", path), label_matrix(table, CLASSES, path)
+    return file_column(table, "Filename", path), label_matrix(table, CLASSES, path)
 
 
 def image_folder(root: Path, split: str, names: pa.StringArray, csv: Path) -> Path:

@@ -36,7 +36,7 @@ def row_name(path: Path, row: int) -> str:
 
 
 def csv_header(path: Path, delimiter: str = ",") -> list[str]:
-    with require_file(path).open(encoding="utf-8", errors="replace") as f:
+    with require_file(path).open(encoding="utf-8-sig", errors="replace") as f:
         return [h.strip().strip('"') for h in f.readline().rstrip("\r\n").split(delimiter)]
 
 
@@ -68,9 +68,6 @@ def read_table(path: Path, delimiter: str = ",", text_columns: tuple[str, ...] =
         # a label that is not a small integer: read them as text, label_matrix names the row
         types.update({c: pa.string() for c in label_columns})
         table, bad = _read_csv(path, delimiter, types, include, use_threads=True)
-    if bad is not None and bad.number is None:
-        # the multi-threaded reader does not know line numbers; read again (error path only) to name it
-        _, bad = _read_csv(path, delimiter, {c: pa.string() for c in types}, include, use_threads=False)
     if bad is not None:
         where = f"{path} line {bad.number}" if bad.number is not None else str(path)
         raise UserError(f"{where}: expected {bad.expected_columns} fields, got {bad.actual_columns}")
@@ -78,7 +75,11 @@ def read_table(path: Path, delimiter: str = ",", text_columns: tuple[str, ...] =
 
 
 def _read_csv(path: Path, delimiter: str, types: dict, include: list[str] | None, use_threads: bool):
-    """(table, first invalid row or None)."""
+    """(table, first invalid row or None). Only the single-threaded read takes the Python callback
+    that collects invalid rows: a callback on Arrow's threads, still running when the process exits
+    after an error, aborted it now and then ('terminate called without an active exception'). A
+    row with the wrong number of fields fails the multi-threaded read, and the single-threaded
+    read then finds it, with its line number."""
     bad_rows = []
 
     def on_invalid(row) -> str:
@@ -89,10 +90,12 @@ def _read_csv(path: Path, delimiter: str, types: dict, include: list[str] | None
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=use_threads),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=None if use_threads else on_invalid),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include),
         )
     except pa.ArrowInvalid as exc:
+        if use_threads and "columns, got" in str(exc):
+            return _read_csv(path, delimiter, types, include, use_threads=False)
         raise UserError(f"{path}: cannot parse ({str(exc).splitlines()[0][:160]})") from None
     if not bad_rows:
         return table, None
@@ -113,6 +116,8 @@ def label_matrix(table: pa.Table, columns: list[str], path: Path) -> np.ndarray:
     """The N x C uint8 matrix of 0/1 label columns; a missing or non-0/1 value names its row."""
     require_columns(table, columns, path)
     out = np.empty((table.num_rows, len(columns)), dtype=np.uint8)
+    if table.num_rows == 0:  # a header alone: its columns have no type to check (the empty split is named later)
+        return out
     for j, name in enumerate(columns):
         col = table.column(name)
         if col.null_count:
@@ -140,6 +145,21 @@ def string_column(table: pa.Table, name: str, path: Path) -> pa.StringArray:
     empty = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(col), 0)).to_numpy(zero_copy_only=False)
     if empty.any():
         raise UserError(f"{row_name(path, first_true(empty))}: column {name!r} is empty")
+    return col
+
+
+def file_column(table: pa.Table, name: str, path: Path) -> pa.StringArray:
+    """The image-file column: non-empty, and each file once (a second row for the same image, maybe
+    with other labels, is refused naming both rows: which one is right is the user's call)."""
+    col = string_column(table, name, path)
+    rows = pa.table({"name": col, "row": pa.array(np.arange(len(col), dtype=np.int64))})
+    groups = rows.group_by("name").aggregate([("row", "min"), ("row", "max"), ("row", "count")])
+    twice = groups.filter(pc.greater(groups["row_count"], 1))
+    if twice.num_rows:
+        first = int(pc.min(twice["row_min"]).as_py())
+        i = int(pc.index(twice["row_min"], first).as_py())
+        second = int(twice["row_max"][i].as_py())
+        raise UserError(f"{row_name(path, second)}: image {col[first].as_py()!r} is listed again (first at {row_name(path, first).removeprefix(str(path) + ' ')})")
     return col
 
 

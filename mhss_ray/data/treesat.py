@@ -6,6 +6,7 @@ validation split is carved from train (`data.val_fraction`). `data.bands` picks 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ BAND_STD = {"R": IMAGENET_STD[0], "G": IMAGENET_STD[1], "B": IMAGENET_STD[2], "I
 def read_labels(root: Path) -> dict[str, list]:
     path = require_file(root / LABEL_FILE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
@@ -42,6 +43,9 @@ def read_labels(root: Path) -> dict[str, list]:
         )
         if not ok:
             raise UserError(f"{path}: entry {name!r}: expected [[genus, share], ...], got {str(pairs)[:80]}")
+        for genus, share in pairs:
+            if not (math.isfinite(share) and 0 <= share <= 1):  # json reads NaN and Infinity too
+                raise UserError(f"{path}: entry {name!r}: genus {genus!r} has area share {share}, expected a number in [0, 1]")
     return data
 
 
@@ -55,13 +59,16 @@ def class_names(cfg: RunConfig) -> list[str]:
 
 def read_split(root: Path, split: str, labels: dict[str, list]) -> tuple[Path, list[str]]:
     path = require_file(root / SPLIT_FILES[split])
-    names = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    names, first_line = [], {}
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
         if name not in labels:
             raise UserError(f"{path} line {number}: unknown image {name!r} (not in {LABEL_FILE})")
+        if name in first_line:
+            raise UserError(f"{path} line {number}: image {name!r} is listed again (first at line {first_line[name]})")
+        first_line[name] = number
         names.append(name)
     return path, names
 

@@ -14,7 +14,7 @@ from .base import DataBundle
 from .files import check_files
 from .folder import IMAGENET_MEAN, IMAGENET_STD, Part, make_bundle, root_folder, three_way
 from .images import ImageReader
-from .tables import label_matrix, read_table, require_file, string_column
+from .tables import label_matrix, read_table, require_file, file_column
 
 LABEL_FILE = "LandUse_Multilabeled.txt"
 IMAGES = "Images"
@@ -22,7 +22,7 @@ IMAGES = "Images"
 
 def header(path: Path) -> list[str]:
     require_file(path)
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
         fields = [h.strip() for h in f.readline().rstrip("\r\n").split("\t")]
     if len(fields) < 2 or any(not h for h in fields):
         raise UserError(f"{path} line 1: expected a tab-separated header 'IMAGE\\LABEL' + class names, got {fields[:4]}")
@@ -40,7 +40,7 @@ def build(cfg: RunConfig) -> DataBundle:
     table = read_table(path, delimiter="\t", text_columns=(columns[0],))
     classes = columns[1:]
     labels = label_matrix(table, classes, path)
-    names = string_column(table, columns[0], path)
+    names = file_column(table, columns[0], path)
     # agricultural00 -> agricultural/agricultural00.tif under Images/
     files = pc.replace_substring_regex(names, r"^(.*?)(\d+)$", r"\1/\1\2.tif")
     check_files(files, root / IMAGES, path)

@@ -36,7 +36,7 @@ from .batching import EvenBatches
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import World, state_digest
 from .metrics import classification_metrics, sewer_metrics
-from .models import create_ema, create_network
+from .models import check_input_size, create_ema, create_network
 
 ReportFn = Callable[[dict, Optional[str]], None]  # (metrics, checkpoint folder or None)
 MethodFactory = Callable[[RunConfig, torch.Tensor, torch.Tensor], Method]  # (cfg, observed, clean)
@@ -118,6 +118,8 @@ class Trainer:
             net = create_network(cfg.model, self.data.num_classes, self.data.in_chans).to(dev)
             if self.rt.channels_last:
                 net = net.to(memory_format=torch.channels_last)
+            if k == 0:
+                check_input_size(net, cfg.model.name, self.data.in_chans, cfg.data.image_size, dev)
             self.nets.append(net)
         self.emas = [create_ema(n, cfg.model.ema_decay) for n in self.nets] if cfg.model.ema else []
         self.train_nets = self.nets  # what the training step calls: DDP wrappers with several workers

@@ -32,3 +32,20 @@ def create_network(cfg: ModelConfig, num_classes: int, in_chans: int) -> torch.n
 
 def create_ema(net: torch.nn.Module, decay: float) -> ModelEmaV3:
     return ModelEmaV3(net, decay=decay)
+
+
+def check_input_size(net: torch.nn.Module, name: str, in_chans: int, size: int, device: torch.device) -> None:
+    """One image through the network before anything is written: models with a fixed input size
+    (ViTs: 224 px) fail here with one line instead of an AssertionError in the first batch."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, in_chans, size, size, device=device))
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        wants = (getattr(net, "pretrained_cfg", None) or {}).get("input_size")
+        hint = f"it takes {wants[-1]} px" if wants else "its input size differs"
+        reason = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"data.image_size: {size} px images do not fit model.name {name} ({hint}: {reason})") from None
+    finally:
+        net.train(was_training)

@@ -18,7 +18,7 @@ import yaml
 
 from ..config import RunConfig, from_dict, read_yaml
 from ..errors import UserError
-from ..outputs import FolderKind, check_not_reading, check_writable, remove_owned, write_marker
+from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, write_marker
 from ..methods.stats import SELECTION_KEYS
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 
@@ -45,16 +45,20 @@ class RunFolder:
         """Start a run here. The folder must be new, empty, or (with `overwrite`) a run folder that
         holds only what mhss-train wrote; it is never a folder the run reads from."""
         check_writable(self.path, "--out")
-        check_not_reading(self.path, {"config file": config_file, **run_inputs(cfg)}, "mhss-train")
+        check_not_reading(self.path, {"config file": config_file, **run_inputs(cfg)}, "mhss-train", inside_ok=True)
         if self.path.is_dir() and any(self.path.iterdir()):
             if not overwrite:
                 if RUN.owns(self.path):
                     raise UserError(f"{self.path}: already holds a run; pass --resume to continue it or --overwrite to replace it")
                 raise UserError(f"{self.path}: holds files that are not an mhss-train run; choose another --out")
+            check_replaceable(self.path, RUN, "--out")
             remove_owned(self.path, RUN)
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_marker(self.path, RUN)
-        self.config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_marker(self.path, RUN)
+            self.config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        except OSError as exc:  # a read-only mount, a full disk: what os.access cannot foresee
+            raise UserError(f"--out {self.path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
 
     def open_for_resume(self) -> tuple[RunConfig, dict | None]:
         """The saved config and latest checkpoint (None if the run died before its first one).
