@@ -110,13 +110,17 @@ def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle:
 
 
 def run_killed_study(tmp_path: Path, workers: int, trials: int = 2):
-    """The study of `killed_space`, its mhss-tune SIGKILLed once a trial has reported epoch 2:
+    """The study of `killed_space` with the relative storage `runs/studies` (run from tmp_path), its
+    mhss-tune SIGKILLed once a trial has reported epoch 2:
     (storage, command, env, snapshot of the storage right after the kill)."""
     import shutil
 
-    storage = tmp_path / "studies"
+    # the storage path relative, as in every shipped space (runs/studies), from the user's folder:
+    # each trial must still write its checkpoints into the study, not under its own working folder
+    storage = tmp_path / "runs" / "studies"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(killed_space(tmp_path, workers, trials)), "--storage", str(storage)]
+    start = f"import os; os.chdir({str(tmp_path)!r}); from mhss_ray.cli import tune_main; tune_main()"
+    cmd = [sys.executable, "-c", start, "--space", str(killed_space(tmp_path, workers, trials)), "--storage", "runs/studies"]
     # in-process: the snapshot feeds tests/analysis, which reads the trials from Tune's experiment
     # state (saved every few seconds); the Ray Train variant keeps the kill right at the report
     settle = 1.0 if workers == 0 else 0.0
@@ -124,3 +128,11 @@ def run_killed_study(tmp_path: Path, workers: int, trials: int = 2):
     snapshot = tmp_path / "snapshot"
     shutil.copytree(storage, snapshot)
     return storage, cmd, env, snapshot
+
+
+def checkpoints_outside(study: Path) -> list[str]:
+    """Checkpoints the analysis tables name that are not inside the study folder (none should be)."""
+    from mhss_ray.analysis.load import load_study
+
+    named = [c for c in load_study(str(study)).trials["checkpoint"] if c]
+    return [c for c in named if not str(c).startswith(str(study) + "/")] or ([] if named else ["(no checkpoint named at all)"])

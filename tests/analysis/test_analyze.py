@@ -125,3 +125,29 @@ def test_notebook_runs_against_the_study(studies, tmp_path):
     assert not [o for o in outputs if o["output_type"] == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the five plots, once each
     assert any("demo" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def test_a_truncated_result_line_keeps_every_readable_epoch_and_is_flagged(studies, tmp_path):
+    """A cut line in one trial's result.json (a disk filled up, a copy interrupted): Tune's reader
+    drops all of that trial's epochs; mhss-analyze keeps every line that parses, takes the trial's
+    outcome from Tune's state, and names the damage. A healthy analysis prints nothing on stderr."""
+    storage, _, env = studies
+    copy = tmp_path / "demo"
+    shutil.copytree(storage / "demo", copy)
+    clean = analyze([copy, "--out", tmp_path / "before"], env)
+    assert clean.returncode == 0 and clean.stderr.strip() == "", clean.stderr[-3000:]
+    before = pq.read_table(tmp_path / "before" / "trials.parquet").to_pandas().set_index("trial_id")
+
+    longest = max(copy.rglob("result.json"), key=lambda f: len(f.read_text().splitlines()))
+    lines = longest.read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]  # epoch 2 cut in half
+    longest.write_text("\n".join(lines) + "\n")
+    proc = analyze([copy, "--out", tmp_path / "after"], env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    after = pq.read_table(tmp_path / "after" / "trials.parquet").to_pandas().set_index("trial_id")
+    epochs = pq.read_table(tmp_path / "after" / "epochs.parquet").to_pandas()
+    trial = next(t for t in after.index if after.loc[t, "damaged"])
+    assert after.loc[trial, "damaged"] == "result.json: 1 unreadable line (line 2)"
+    assert sorted(epochs.loc[epochs["trial_id"] == trial, "epoch"]) == [e for e in range(1, len(lines) + 1) if e != 2]
+    assert list(after["outcome"]) == list(before["outcome"]) and list(after["epochs"]) == list(before["epochs"])
+    assert "Damaged result files" in (tmp_path / "after" / "summary.md").read_text()

@@ -10,7 +10,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-from tests.studies import DEMO_TINY, TINY_SPACE, kill_when, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
+from tests.studies import DEMO_TINY, TINY_SPACE, checkpoints_outside, kill_when, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
@@ -100,6 +100,7 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
         assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6] and len(epochs) <= 6 + 2 * 3, (trial_id, epochs)
         assert epochs[: len(third.get(trial_id, []))] == third.get(trial_id, [])  # what was on record stays
     assert len(killed.epochs) == 12 and not killed.epochs.duplicated(["trial_id", "epoch"]).any()
+    assert checkpoints_outside(storage / "resume") == []  # relative storage: resolved once, in the driver
     # the checkpoint scratch folders the kills left behind were cleared by the resumed trials
     import tempfile
 
@@ -125,6 +126,10 @@ def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
         # reported them from their checkpoints' metrics). Re-reports, as with in-process trials, are
         # bounded by Tune's snapshots (see the three-kill test).
         assert sorted(set(after[trial_id])) == [1, 2, 3, 4, 5, 6] and len(after[trial_id]) <= 8, after[trial_id]
+    # the storage was the relative runs/studies: each Train run and its checkpoints live in the study
+    # (resolved in a trial's own process they landed under Ray's session folder, and --resume
+    # restarted every trial at epoch 1)
+    assert checkpoints_outside(storage / "resume") == [] and list((storage / "resume").glob("train-*/checkpoint_*"))
 
 
 def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
