@@ -123,7 +123,11 @@ class MethodConfig:
     # section 3; the default is what benchmarks/results/methods_gpu.md measured best (see benchmarks/README.md)
     granularity: Literal["per_class", "per_class_polarity", "global"] = "per_class_polarity"
     # CoSELFIE / MHSS, sections 5-6
-    q: int = num(5, 1, 8)  # history length
+    q: int = num(5, 1, 16)  # history length (up to 8: 1 byte per entry, up to 16: 2 bytes)
+    # revision 2: the predicted label recorded in the history. loss: 1 where label 1 has the smaller
+    # loss (p > p*, 0.5 for BCE, ~0.75 for ASL's defaults); rank: the top pi_c * B logits of column c
+    # (pi_c the observed positive share); a number: p above it
+    history_threshold: Union[Literal["loss", "rank"], float] = field(default="loss", metadata={"range": (0.0, 1.0)})
     theta: float = num(0.05, 0.0, 1.0)  # entropy threshold
     warmup: Optional[int] = num(None, 0, 100_000)  # default: q (CoSELFIE, MHSS), 10 (DISC)
     cdnr: bool = True  # MHSS: class-dependent forget rates
@@ -245,6 +249,16 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:  # e.g. a named choice or a number: the first arm that takes it
+        arms = get_args(tp)
+        for arm in arms:
+            try:
+                return _coerce(value, arm, meta, path)
+            except UserError:
+                continue
+        words = [str(c) for a in arms if get_origin(a) is Literal for c in get_args(a)]
+        lo, hi = meta.get("range", (None, None))
+        raise UserError(f"{path}: expected {', '.join(words)} or a number{_range_text(lo, hi)}, got {show_value(value)}")
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:

@@ -53,9 +53,9 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     if name == "coteaching":
         return CoTeaching(cfg.method, observed, clean, loss_fn, eps_c, eps)
     if name == "coselfie":
-        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps)
+        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs)
     if name == "mhss":
-        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps)
+        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs)
     raise ValueError(f"unknown method {name!r}")  # the config validation rules this out
 
 

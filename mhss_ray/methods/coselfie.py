@@ -1,13 +1,17 @@
 """CoSELFIE-MLC (METHODS.md section 5): Co-teaching plus SELFIE's refurbishment, at label level.
 
-Each network k keeps a history of its last q binary predictions per entry and its own table of
-labels. After the warm-up, an entry whose full history has uncertainty u <= theta is refurbishable
-(R_k) and takes network k's majority prediction as its label from then on (corrections persist).
-Network k ranks its losses on its own labels to select S_k, and its peer learns from S_k | R_k
-with network k's labels. MHSS (mhss.py) is this class with CDNR and JCC switched on.
+Revision 2. Each network k keeps a history of its last q predicted labels per entry (the label with
+the smaller loss: p > p*, `method.history_threshold`) and its own table of labels. After the
+warm-up, network k ranks its losses on its labels before this batch's corrections to select S_k;
+an entry S_k rejects whose full history has uncertainty u <= theta is refurbishable (R_k) and takes
+network k's majority prediction as its label from then on (corrections persist); an entry S_k keeps
+is never changed by network k. Network k's peer learns from S_k | R_k with network k's labels. MHSS
+(mhss.py) is this class with CDNR and JCC switched on.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -18,53 +22,63 @@ from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
 
 
+def default_warmup(q: int, epochs: int) -> int:
+    """W = max(q + ceil(E / 10), ceil(E / 3)) (section 5): the untrained network's first epochs never
+    reach the history used for the first correction."""
+    return max(q + math.ceil(epochs / 10), math.ceil(epochs / 3))
+
+
 class CoSELFIE(Method):
     num_networks = 2
 
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, cdnr: bool = False, jcc: bool = False):
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, cdnr: bool = False, jcc: bool = False, epochs: int = 30):
         super().__init__(observed, clean, loss_fn)
         self.cfg, self.cdnr, self.jcc = cfg, cdnr, jcc
-        self.warmup = cfg.warmup if cfg.warmup is not None else cfg.q
+        self.warmup = cfg.warmup if cfg.warmup is not None else default_warmup(cfg.q, epochs)
         # section 2 / 6: tau_c = alpha * eps_c with CDNR, tau = alpha * eps otherwise
         self.eps = eps_c.clone() if cdnr else torch.full_like(eps_c, eps)
         n, c = observed.shape
         self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
         self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC
+        self.predict = PredictedLabel(cfg.history_threshold, loss_fn, observed)
 
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)
 
-    def refurbishable(self, k: int, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R_k, majority label) of network k for the batch; R_k is empty until the history is full."""
+    def refurbishable(self, k: int, indices: torch.Tensor, selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R_k, majority label) of network k for the batch: certain entries its small-loss trick
+        rejected (revision 2); empty until the history is full."""
         history = self.histories[k]
         majority = history.majority(indices)
         if self.epoch + 1 < history.q:  # every sample is recorded once per epoch
             return torch.zeros_like(majority, dtype=torch.bool), majority
-        return history.uncertainty(indices) <= self.cfg.theta, majority
+        return ~selected & (history.uncertainty(indices) <= self.cfg.theta), majority
 
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         for history, z in zip(self.histories, logits):
-            history.record(indices, z.detach() > 0)  # p > 0.5
+            history.record(indices, self.predict(z.detach()))
         old = [t.get(indices) for t in self.tables]
         if self.epoch < self.warmup:  # all entries, no selection, no correction
             return [Selection(old[0]), Selection(old[1])]
 
-        (r0, m0), (r1, m1) = self.refurbishable(0, indices), self.refurbishable(1, indices)
+        # S_k is ranked on the labels before this batch's corrections; only entries it rejects are refurbished
+        tau = self.tau()
+        masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, old)]
+        (r0, m0), (r1, m1) = self.refurbishable(0, indices, masks[0]), self.refurbishable(1, indices, masks[1])
         if self.jcc:  # section 6: R = R_1 | R_2, except where both deem it and their majorities disagree
             conflict = r0 & r1 & (m0 != m1)
             r = (r0 | r1) & ~conflict
             y = torch.where(r, torch.where(r0, m0, m1), old[0])
             refurb, labels = [r, r], [y, y]
+            self.stats.add_corrections(indices, old[0], y)  # one correction per entry, applied by both
         else:
             refurb = [r0, r1]
             labels = [torch.where(r0, m0, old[0]), torch.where(r1, m1, old[1])]
+            for k in range(2):
+                self.stats.add_corrections(indices, old[k], labels[k])
         for k in range(2):
             self.tables[k].set(indices, labels[k])
-            self.stats.add_corrections(indices, old[k], labels[k])
-
-        tau = self.tau()
-        masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, labels)]
-        # network k's peer learns from S_k | R_k with network k's labels
+        # network k's peer learns from S_k | R_k, with the corrected labels on R_k
         return [Selection(labels[1], masks[1] | refurb[1]), Selection(labels[0], masks[0] | refurb[0])]
 
     def current_labels(self) -> list[torch.Tensor]:
@@ -78,3 +92,26 @@ class CoSELFIE(Method):
             h.load_state_dict(s)
         for t, packed in zip(self.tables, state["tables"]):
             t.packed.copy_(packed)
+
+
+class PredictedLabel:
+    """The binary prediction a history records (section 5, revision 2, `method.history_threshold`):
+    `loss`: z > logit(p*), where label 1 has the smaller loss; a number t: z > logit(t); `rank`: the
+    top round(pi_c * B) logits of each column, pi_c the observed positive share of class c."""
+
+    def __init__(self, rule, loss_fn, observed: torch.Tensor):
+        self.rule = rule
+        if rule == "rank":
+            self.share = observed.float().mean(0)
+        else:
+            p = loss_fn.positive_threshold() if rule == "loss" else float(rule)
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            self.logit = math.log(p / (1 - p))
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if self.rule != "rank":
+            return z > self.logit
+        b = z.shape[0]
+        top = torch.round(self.share.to(z.device) * b).long()  # per column
+        ranks = torch.argsort(torch.argsort(z, dim=0, descending=True, stable=True), dim=0)
+        return ranks < top.unsqueeze(0)

@@ -13,5 +13,5 @@ from .coselfie import CoSELFIE
 
 
 class MHSS(CoSELFIE):
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c, eps):
-        super().__init__(cfg, observed, clean, loss_fn, eps_c, eps, cdnr=cfg.cdnr, jcc=cfg.jcc)
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c, eps, epochs: int = 30):
+        super().__init__(cfg, observed, clean, loss_fn, eps_c, eps, cdnr=cfg.cdnr, jcc=cfg.jcc, epochs=epochs)

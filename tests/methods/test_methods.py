@@ -58,10 +58,13 @@ def run_epochs(m, logits_per_epoch):
 
 
 def selfie(cls=CoSELFIE, **kw):
-    cfg = MethodConfig(name="mhss", q=2, theta=0.05, warmup=kw.pop("warmup", 1), alpha=0.0, **kw)
+    """Half of every column forgotten (tau 0.5 from the start): revision 2 refurbishes only entries
+    the small-loss trick rejects, so the noisy entries must be among the forgotten ones."""
+    cfg = MethodConfig(name="mhss", q=2, theta=0.05, warmup=kw.pop("warmup", 1), alpha=1.0, t_k=0, granularity="per_class", **kw)
+    eps_c = torch.tensor([0.5, 0.5])
     if cls is CoSELFIE:
-        return CoSELFIE(cfg, OBSERVED, CLEAN, ASL, torch.zeros(2), 0.0)
-    return MHSS(cfg, OBSERVED, CLEAN, ASL, torch.zeros(2), 0.0)
+        return CoSELFIE(cfg, OBSERVED, CLEAN, ASL, eps_c, 0.5)
+    return MHSS(cfg, OBSERVED, CLEAN, ASL, eps_c, 0.5)
 
 
 def test_warmup_trains_on_everything_and_fills_histories():
@@ -106,9 +109,10 @@ def test_jcc_one_network_is_enough_and_both_apply_it():
 
 def test_jcc_disagreement_is_not_corrected():
     m = selfie(cls=MHSS, jcc=True)
-    # on entry (0, 0): network 1 always says 1, network 2 always says 0 (both certain, disagreeing)
+    # on entry (0, 0): network 1 always says 1, network 2 always says 0 (both certain, disagreeing),
+    # and both small-loss tricks reject it (network 2's loss there is the largest of its column)
     z1, z2 = agreeing_logits(OBSERVED), agreeing_logits(OBSERVED)
-    z1[0, 0] = 5.0
+    z1[0, 0], z2[0, 0] = 5.0, 0.0  # p 0.5 < p* 0.75: network 2 predicts 0
     s = run_epochs(m, [[z1, z2]] * 2)
     assert m.tables[0].all()[0, 0] == 0 and m.tables[1].all()[0, 0] == 0
     # without JCC network 1 would have corrected it for its own labels
