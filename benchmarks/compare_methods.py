@@ -64,7 +64,13 @@ REV2_VARIANTS = {
     "mhss-cdnr": {"method": {"name": "mhss", "jcc": False}},
     "mhss-jcc": {"method": {"name": "mhss", "cdnr": False}},
     "disc": {"method": {"name": "disc"}},
+    # levers (not in the default run)
+    "disc-noshift": {"method": {"name": "disc", "disc_shift": False}},
+    "coteaching-column": {"method": {"name": "coteaching", "granularity": "per_class"}},
+    "mhss-q10": {"method": {"name": "mhss", "q": 10, "theta": 0.5}},
+    "mhss-rank": {"method": {"name": "mhss", "history_threshold": "rank"}},
 }
+REV2_MAIN = ["asl-clean", "asl", "coteaching", "coselfie", "mhss", "mhss-cdnr", "mhss-jcc", "disc"]
 ALL_VARIANTS = {**VARIANTS, **INVESTIGATIONS}
 VARIANT_SETS = {"rev1": ALL_VARIANTS, "rev2": REV2_VARIANTS}
 NOISES = {
@@ -190,7 +196,7 @@ def main(argv=None) -> int:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
     variants = VARIANT_SETS[args.variant_set]
-    args.variants = args.variants or list(VARIANTS if args.variant_set == "rev1" else REV2_VARIANTS)
+    args.variants = args.variants or list(VARIANTS if args.variant_set == "rev1" else REV2_MAIN)
     unknown = [v for v in args.variants if v not in variants]
     if unknown:
         parser.error(f"--variants: {unknown[0]} is not a variant of --set {args.variant_set} ({', '.join(variants)})")

@@ -137,6 +137,7 @@ class MethodConfig:
     disc_sigma: float = num(0.5, 0.0, 1.0)
     gce_q: float = num(0.7, 0.01, 1.0)
     mixup_alpha: float = num(5.0, 0.0, 100.0)
+    disc_shift: bool = True  # revision 2: confidences from sigmoid(z - logit p*) (no change for BCE)
 
 
 @dataclass

@@ -8,11 +8,15 @@ for this pass). ASL on clean and purified entries (both views), binary GCE on ha
 views), and with mixup_alpha > 0 an ASL term on mixed weak views whose kept masks are ANDed.
 Thresholds start at 0.5 and follow t <- lambda * t + (1 - lambda) * max(P, 1 - P) from the epoch's
 recorded probabilities, at the end of the last warm-up epoch and of every epoch after it.
+Revision 2: with `method.disc_shift` the probabilities behind the confidences and thresholds are
+sigmoid(z - logit p*), p* the point where ASL's two losses are equal (0.5 for BCE: no shift).
 Choice where the spec is silent: the sets are formed from the current batch's probabilities against
 the thresholds of the previous epoch end; purified flips are not carried into later epochs.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -57,11 +61,15 @@ class DISC(Method):
         self.p_w = torch.zeros((n, c), dtype=torch.float16, device=dev)  # this epoch's recorded probabilities
         self.p_s = torch.zeros((n, c), dtype=torch.float16, device=dev)
         self.table = LabelTable(observed)  # observed labels with the latest purified flips
+        # revision 2, method.disc_shift: the confidences assume p = 0.5 is undecided; under ASL the
+        # undecided point is p* (~0.75), so they are computed from sigmoid(z - logit p*)
+        p_star = loss_fn.positive_threshold() if cfg.disc_shift else 0.5
+        self.shift = math.log(p_star / (1 - p_star))
 
     def loss(self, batch: Batch) -> torch.Tensor:
         idx = batch.indices
         z_w, z_s = batch.logits[0]
-        p_w, p_s = torch.sigmoid(z_w.detach().float()), torch.sigmoid(z_s.detach().float())
+        p_w, p_s = torch.sigmoid(z_w.detach().float() - self.shift), torch.sigmoid(z_s.detach().float() - self.shift)
         self.p_w[idx], self.p_s[idx] = p_w.half(), p_s.half()
         y = self.observed[idx]
         if self.epoch < self.warmup:  # plain ASL on both views
