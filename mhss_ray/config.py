@@ -129,7 +129,7 @@ class MethodConfig:
     # (pi_c the observed positive share); a number: p above it
     history_threshold: Union[Literal["loss", "rank"], float] = field(default="loss", metadata={"range": (0.0, 1.0)})
     theta: float = num(0.05, 0.0, 1.0)  # entropy threshold
-    warmup: Optional[int] = num(None, 0, 100_000)  # default: q (CoSELFIE, MHSS), 10 (DISC)
+    warmup: Optional[int] = num(None, 0, 100_000)  # default: max(q + ceil(E/10), ceil(E/3)) (CoSELFIE, MHSS), 10 (DISC); >= q
     cdnr: bool = True  # MHSS: class-dependent forget rates
     jcc: bool = True  # MHSS: joint correction criterion
     # DISC, section 7
@@ -352,6 +352,7 @@ def _check_consistency(obj: Any, path: str) -> None:
 # Methods whose forget rate tau = alpha * eps (METHODS.md section 2), and those with a warm-up.
 FORGETTING_METHODS = ("coteaching", "coselfie", "mhss")
 WARMUP_METHODS = ("coselfie", "mhss", "disc")
+HISTORY_METHODS = ("coselfie", "mhss")  # prediction histories of length q
 
 
 def _check_run(cfg: RunConfig) -> None:
@@ -359,6 +360,8 @@ def _check_run(cfg: RunConfig) -> None:
     m, epochs = cfg.method, cfg.schedule.epochs
     if m.name in WARMUP_METHODS and m.warmup is not None and m.warmup >= epochs:
         raise UserError(f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)")
+    if m.name in HISTORY_METHODS and m.warmup is not None and m.warmup < m.q:
+        raise UserError(f"method.warmup: {m.warmup} is below method.q {m.q}: the first corrections would read the untrained network's predictions (keep warmup >= q)")
     if m.name in FORGETTING_METHODS and m.noise_rate_source == "given":
         check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate)
 

@@ -351,7 +351,41 @@ class StudySpec:
         gpu_text = "no GPU" if share is None else (f"{share} trials share one GPU" if share > 1 else "whole GPUs")
         lines.append(f"resources per trial: {how}: {res['CPU']:g} CPU, {res['GPU']:g} GPU; {gpu_text}")
         lines.append(f"failures: each trial retried up to {t.max_failures} time{'s' if t.max_failures != 1 else ''}")
+        if _theta_dimension(self.dimensions) is not None and not any(d.key == "method.q" for d in self.dimensions):
+            q = self.base_config.method.q
+            lines.append(f"theta decides at the uncertainty levels of q {q}: {', '.join(f'{v:g}' for v in uncertainty_levels(q))}")
         return "\n".join(lines)
+
+
+def uncertainty_levels(q: int) -> list[float]:
+    """The values a full history of q predictions can give u = H(k/q) / log 2 (section 5): theta
+    decides only where it crosses one of them."""
+    return sorted({round(-(m * math.log2(m) + (1 - m) * math.log2(1 - m)) if 0 < m < 1 else 0.0, 4) for m in (k / q for k in range(q + 1))})
+
+
+def _theta_dimension(dims: list[Dimension]) -> Optional[Dimension]:
+    return next((d for d in dims if d.key == "method.theta"), None)
+
+
+def _check_theta_resolves(base_cfg: RunConfig, dims: list[Dimension]) -> None:
+    """A searched theta range in which no uncertainty level of the q in use lies makes every trial
+    take the same decisions: a dead search dimension (revision 2)."""
+    theta = _theta_dimension(dims)
+    if theta is None or any(d.key == "method.q" for d in dims):
+        return
+    q = base_cfg.method.q
+    levels = uncertainty_levels(q)
+    if theta.dist in ("choice", "grid"):
+        values = sorted(float(v) for v in theta.params["values"])
+        low, high = values[0], values[-1]
+    else:
+        low, high = theta.params["low"], theta.params["high"]
+    if not any(low < level <= high for level in levels):
+        shown = ", ".join(f"{v:g}" for v in levels)
+        raise UserError(
+            f"search.method.theta: every theta in [{low:g}, {high:g}] makes the same corrections with method.q {q} (uncertainty levels {shown}); "
+            "widen the range across a level or raise method.q"
+        )
 
 
 def _check_parallel_methods(t: TuneSection, base_cfg: RunConfig, dims: list[Dimension]) -> None:
@@ -499,6 +533,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
                 if d.dist == "grid":
                     raise UserError(f"search.{d.key}.dist: grid is not supported with tune.search_alg.name hyperopt (use choice, or search_alg random)")
         _check_parallel_methods(tune_section, base_cfg, dims)
+        _check_theta_resolves(base_cfg, dims)
         _check_model_names(base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None

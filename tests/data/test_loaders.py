@@ -156,7 +156,7 @@ def write_any(fmt, root):
     [
         ("ucmerced", ["method.name=coteaching", "noise.mode=complex"]),
         ("treesat", ["method.name=disc", "method.warmup=0", "data.bands=[IR, G, B, R]", "data.num_workers=2", "method.mixup_alpha=0"]),
-        ("sewerml", ["method.name=mhss", "method.warmup=0", "method.q=1", "noise.mode=real", "noise.clean_subset=verified.csv", "method.noise_rate_source=given", "method.noise_rate=0.1"]),
+        ("sewerml", ["method.name=mhss", "method.warmup=1", "method.q=1", "schedule.epochs=2", "noise.mode=real", "noise.clean_subset=verified.csv", "method.noise_rate_source=given", "method.noise_rate=0.1"]),
         ("manifest", ["method.name=asl", "noise.mode=naive"]),
     ],
 )

@@ -18,8 +18,8 @@ N, C, B, EPOCHS = 61, 5, 21, 4  # uneven batches and uneven worker slices on pur
 METHODS = {
     "asl": {},
     "coteaching": {"alpha": 1.5, "t_k": 2},
-    "coselfie": {"q": 2, "warmup": 1, "theta": 0.5, "t_k": 2},
-    "mhss": {"q": 2, "warmup": 1, "theta": 0.5, "t_k": 2, "noise_rate_source": "given", "noise_rates": [0.1, 0.2, 0.3, 0.1, 0.2]},
+    "coselfie": {"q": 2, "warmup": 2, "theta": 0.5, "t_k": 2},
+    "mhss": {"q": 2, "warmup": 2, "theta": 0.5, "t_k": 2, "noise_rate_source": "given", "noise_rates": [0.1, 0.2, 0.3, 0.1, 0.2]},
     "disc": {"warmup": 1, "mixup_alpha": 0.0},
 }
 
