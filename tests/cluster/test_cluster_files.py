@@ -111,7 +111,7 @@ def test_storage_check_accepts_a_declared_shared_folder_and_a_local_cluster():
 
 
 def test_storage_check_refuses_a_local_folder_with_a_remote_address():
-    with pytest.raises(UserError, match=r"tune.storage_path: runs/studies is a local folder, but --address auto .* --shared-storage"):
+    with pytest.raises(UserError, match=r"tune.storage_path: runs/studies is local, the other nodes of --address auto cannot write it; .* --shared-storage"):
         check_storage("runs/studies", "auto", shared=False)
 
 
