@@ -130,6 +130,7 @@ class MethodConfig:
     history_threshold: Union[Literal["loss", "rank"], float] = field(default="loss", metadata={"range": (0.0, 1.0)})
     theta: float = num(0.05, 0.0, 1.0)  # entropy threshold
     warmup: Optional[int] = num(None, 0, 100_000)  # default: max(q + ceil(E/10), ceil(E/3)) (CoSELFIE, MHSS), 10 (DISC); >= q
+    correction_budget: bool = False  # revision 2: at most ceil(alpha * eps_c * N) corrected labels per class
     cdnr: bool = True  # MHSS: class-dependent forget rates
     jcc: bool = True  # MHSS: joint correction criterion
     # DISC, section 7

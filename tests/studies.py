@@ -32,8 +32,7 @@ TINY_SPACE = {
 
 
 # The demo space on a tiny budget: same search, scheduler and search algorithm, smaller everything
-# else, and warm-ups of 2-3 epochs with q 2 so that trials differ within 4 epochs (during warm-up
-# they are identical, and ASHA has nothing to cut).
+# else (see tiny_demo_space for the warm-up, q and learning rate).
 DEMO_TINY = [
     "data.image_size=16", "data.n_train=128", "data.n_val=48", "data.n_test=48", "data.batch_size=32",
     "schedule.epochs=4", "runtime.threads=1", "tune.scheduler.grace_period=1",
@@ -43,9 +42,13 @@ DEMO_TINY = [
 
 def tiny_demo_space(tmp_path):
     data = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())
-    data["method"]["q"] = 2  # warm-up >= q: two-epoch histories let the warm-ups differ within 4 epochs
+    # q 2 and warm-ups of 2-3 epochs (warm-up >= q) fit 4 epochs, theta over both levels of q 2 (0, 1);
+    # the learning rate is searched too, so that trials differ from the first epoch (during the
+    # warm-up the method's own knobs change nothing, and ASHA would have nothing to cut)
+    data["method"]["q"] = 2
     data["search"]["method.warmup"] = {"dist": "randint", "low": 2, "high": 4}
-    data["search"]["method.theta"] = {"dist": "uniform", "low": 0.0, "high": 1.0}  # q 2: levels 0 and 1
+    data["search"]["method.theta"] = {"dist": "uniform", "low": 0.0, "high": 1.0}
+    data["search"]["optim.lr"] = {"dist": "loguniform", "low": 3e-4, "high": 3e-3}
     data["tune"]["search_alg"]["points_to_evaluate"][0]["method.warmup"] = 2
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -96,7 +96,7 @@ CASES = [
         lambda t: ["--space", space(t, tune__search_alg__points_to_evaluate=[{"method.noise_rates": [0.1, 0.1]}])],
         "tune.search_alg.points_to_evaluate[0].method.noise_rates",
     ),
-    ("tune-grid-with-hyperopt", tune_main, lambda t: ["--space", space(t, search={"method.q": {"dist": "grid", "values": [3, 5]}})], "grid is not supported with tune.search_alg.name hyperopt"),
+    ("tune-grid-with-hyperopt", tune_main, lambda t: ["--space", space(t, search={"method.alpha": {"dist": "grid", "values": [0.5, 1.0]}})], "grid is not supported with tune.search_alg.name hyperopt"),
     ("tune-gpu-fraction-above-1", tune_main, lambda t: ["--space", space(t, tune__resources={"workers": 1, "gpu_per_worker": 1.5})], "tune.resources.gpu_per_worker: expected a fraction <= 1"),
     ("tune-gpu-zero-several-workers", tune_main, lambda t: ["--space", space(t, tune__resources={"workers": 2, "gpu_per_worker": -1})], "tune.resources.gpu_per_worker: expected a number in [0, 8], got -1"),
     ("tune-gpu-fraction-several-workers", tune_main, lambda t: ["--space", space(t, tune__resources={"workers": 2, "gpu_per_worker": 0.5})], "several workers need whole GPUs"),

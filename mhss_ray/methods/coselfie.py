@@ -41,6 +41,9 @@ class CoSELFIE(Method):
         self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
         self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC
         self.predict = PredictedLabel(cfg.history_threshold, loss_fn, observed)
+        # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
+        self.budget = torch.ceil(cfg.alpha * eps_c.double() * n - 1e-9).long() if cfg.correction_budget else None
+        self.changed = [torch.zeros(c, dtype=torch.long, device=observed.device) for _ in range(2)]  # per column, now
 
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)
@@ -54,6 +57,18 @@ class CoSELFIE(Method):
             return torch.zeros_like(majority, dtype=torch.bool), majority
         return ~selected & (history.uncertainty(indices) <= self.cfg.theta), majority
 
+    def within_budget(self, k: int, indices: torch.Tensor, r: torch.Tensor, majority: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """R_k without the new departures from the observed labels that would take a column past its
+        budget; the most certain ones (lowest uncertainty) go first."""
+        observed = self.observed[indices]
+        new = r & (majority != observed) & (old == observed)
+        room = (self.budget - self.changed[k]).clamp(min=0)
+        if not bool((new.sum(0) > room).any()):
+            return r
+        u = self.histories[k].uncertainty(indices).masked_fill(~new, float("inf"))
+        ranks = torch.argsort(torch.argsort(u, dim=0, stable=True), dim=0)
+        return r & ~(new & (ranks >= room.unsqueeze(0)))
+
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         for history, z in zip(self.histories, logits):
             history.record(indices, self.predict(z.detach()))
@@ -65,6 +80,8 @@ class CoSELFIE(Method):
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, old)]
         (r0, m0), (r1, m1) = self.refurbishable(0, indices, masks[0]), self.refurbishable(1, indices, masks[1])
+        if self.budget is not None:
+            r0, r1 = self.within_budget(0, indices, r0, m0, old[0]), self.within_budget(1, indices, r1, m1, old[1])
         if self.jcc:  # section 6: R = R_1 | R_2, except where both deem it and their majorities disagree
             conflict = r0 & r1 & (m0 != m1)
             r = (r0 | r1) & ~conflict
@@ -76,7 +93,9 @@ class CoSELFIE(Method):
             labels = [torch.where(r0, m0, old[0]), torch.where(r1, m1, old[1])]
             for k in range(2):
                 self.stats.add_corrections(indices, old[k], labels[k])
+        observed = self.observed[indices]
         for k in range(2):
+            self.changed[k] += (labels[k] != observed).sum(0) - (old[k] != observed).sum(0)
             self.tables[k].set(indices, labels[k])
         # network k's peer learns from S_k | R_k, with the corrected labels on R_k
         return [Selection(labels[1], masks[1] | refurb[1]), Selection(labels[0], masks[0] | refurb[0])]
@@ -90,8 +109,9 @@ class CoSELFIE(Method):
     def load_state_dict(self, state: dict) -> None:
         for h, s in zip(self.histories, state["histories"]):
             h.load_state_dict(s)
-        for t, packed in zip(self.tables, state["tables"]):
+        for k, (t, packed) in enumerate(zip(self.tables, state["tables"])):
             t.packed.copy_(packed)
+            self.changed[k] = (t.all() != self.observed).sum(0)
 
 
 class PredictedLabel:

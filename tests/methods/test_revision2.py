@@ -124,3 +124,22 @@ def test_disc_shift_moves_the_undecided_point_to_p_star():
     plain = DISC(MethodConfig(name="disc", disc_shift=False), observed, observed, ASL)
     assert shifted.shift == pytest.approx(logit(ASL.positive_threshold())) and plain.shift == 0.0
     assert DISC(MethodConfig(name="disc"), observed, observed, BCE).shift == pytest.approx(0.0, abs=1e-9)
+
+
+def test_correction_budget_caps_each_column_at_alpha_eps_n_most_certain_first():
+    observed = torch.zeros(8, 1, dtype=torch.uint8)
+    clean = torch.ones(8, 1, dtype=torch.uint8)
+    cfg = MethodConfig(name="coselfie", q=1, theta=1.0, warmup=0, alpha=1.0, t_k=0, granularity="per_class", correction_budget=True)
+    m = CoSELFIE(cfg, observed, clean, ASL, torch.tensor([0.25]), 0.25)  # budget ceil(0.25 * 8) = 2
+    m.begin_epoch(0)
+    z = torch.full((8, 1), 5.0)  # certain positives everywhere: the 2 rejected entries are refurbished
+    m.select(torch.arange(8), [z, z.clone()])
+    assert int((m.tables[0].all() != observed).sum()) == 2
+    m.begin_epoch(1)
+    m.select(torch.arange(8), [z, z.clone()])
+    assert int((m.tables[0].all() != observed).sum()) == 2  # the budget holds over steps
+    unlimited = CoSELFIE(MethodConfig(name="coselfie", q=1, theta=1.0, warmup=0, alpha=1.0, t_k=0, granularity="per_class"), observed, clean, ASL, torch.tensor([0.25]), 0.25)
+    for e in range(2):
+        unlimited.begin_epoch(e)
+        unlimited.select(torch.arange(8), [z, z.clone()])
+    assert int((unlimited.tables[0].all() != observed).sum()) > 2
