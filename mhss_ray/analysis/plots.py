@@ -52,8 +52,9 @@ def metric_vs_alpha(tables: StudyTables, name: str):
             df = trials[(trials["outcome"] == outcome) & trials[col].notna()]
             if df.empty:
                 continue
-            sc = ax.scatter(df[x_key], df[col], c=df[c_key] if c_key else "tab:blue", cmap="viridis", marker=marker, s=70, edgecolors="black", linewidths=0.5, label=outcome,
-                            vmin=trials[c_key].min() if c_key else None, vmax=trials[c_key].max() if c_key else None)  # fmt: skip
+            # a colour map only when θ was searched (matplotlib warns about a cmap without data)
+            colour = dict(c=df[c_key], cmap="viridis", vmin=trials[c_key].min(), vmax=trials[c_key].max()) if c_key else dict(c="tab:blue")
+            sc = ax.scatter(df[x_key], df[col], marker=marker, s=70, edgecolors="black", linewidths=0.5, label=outcome, **colour)
         if c_key:
             fig.colorbar(sc, ax=ax, label="θ (entropy threshold)")
         ax.legend(title="trial ended", loc="best", fontsize=8)
