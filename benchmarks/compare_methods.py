@@ -69,6 +69,9 @@ REV2_VARIANTS = {
     "coteaching-column": {"method": {"name": "coteaching", "granularity": "per_class"}},
     "mhss-q10": {"method": {"name": "mhss", "q": 10, "theta": 0.5}},
     "mhss-rank": {"method": {"name": "mhss", "history_threshold": "rank"}},
+    "mhss-split": {"method": {"name": "mhss", "polarity_rates": "split"}},
+    "coteaching-split": {"method": {"name": "coteaching", "polarity_rates": "split"}},
+    "mhss-budget": {"method": {"name": "mhss", "correction_budget": True}},
 }
 REV2_MAIN = ["asl-clean", "asl", "coteaching", "coselfie", "mhss", "mhss-cdnr", "mhss-jcc", "disc"]
 ALL_VARIANTS = {**VARIANTS, **INVESTIGATIONS}

@@ -120,6 +120,10 @@ class MethodConfig:
     noise_rate_source: Literal["oracle", "given"] = "oracle"
     noise_rates: Optional[list[float]] = None  # given eps_c, one per class
     noise_rate: Optional[float] = num(None, 0.0, 1.0)  # given global eps; default: mean of the eps_c
+    # revision 2: per_class_polarity forgets tau_c+ = alpha * eps_c+ of the observed positives and tau_c- of
+    # the observed negatives (split), or tau_c of each (column, revision 1); `given` splits eps_c by omission_share
+    polarity_rates: Literal["column", "split"] = "column"
+    omission_share: float = num(0.5, 0.0, 1.0)  # omega: share of a class's wrong entries that are wrong observed negatives
     # section 3; the default is what benchmarks/results/methods_gpu.md measured best (see benchmarks/README.md)
     granularity: Literal["per_class", "per_class_polarity", "global"] = "per_class_polarity"
     # CoSELFIE / MHSS, sections 5-6

@@ -39,6 +39,25 @@ def noise_rates(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> 
     return eps_c, eps
 
 
+def polarity_rates(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
+    """2 x C: the share of the observed negatives (row 0) and of the observed positives (row 1) of
+    each class that are wrong (METHODS.md section 2, revision 2). `oracle` counts them; `given` puts
+    omission_share of the eps_c * N wrong entries among the observed negatives, the rest among the positives."""
+    m = cfg.method
+    pos = observed.bool()
+    n_pos, n_neg = pos.sum(0).double().clamp(min=1), (~pos).sum(0).double().clamp(min=1)
+    if m.noise_rate_source == "oracle":
+        known = clean != UNKNOWN
+        wrong = (observed != clean) & known
+        rates = torch.stack([(wrong & ~pos).sum(0) / n_neg, (wrong & pos).sum(0) / n_pos])
+    else:
+        wrong = eps_c.double() * observed.shape[0]
+        rates = torch.stack([m.omission_share * wrong / n_neg, (1 - m.omission_share) * wrong / n_pos])
+    rates = rates.clamp(0.0, 1.0).float()
+    check_forget_rates(m.alpha, [float(x) for x in rates.flatten()], None, f"{m.noise_rate_source} per-polarity eps (negatives, then positives)")
+    return rates
+
+
 def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> Method:
     """observed/clean: the N x C training labels (uint8) on the training device."""
     name = cfg.method.name
@@ -50,13 +69,15 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     if name == "disc":
         return DISC(cfg.method, observed, clean, loss_fn)
     eps_c, eps = noise_rates(cfg, observed, clean)
+    split = cfg.method.polarity_rates == "split" and cfg.method.granularity == "per_class_polarity"
+    eps_pm = polarity_rates(cfg, observed, clean, eps_c) if split else None
     if name == "coteaching":
-        return CoTeaching(cfg.method, observed, clean, loss_fn, eps_c, eps)
+        return CoTeaching(cfg.method, observed, clean, loss_fn, eps_c, eps, eps_pm=eps_pm)
     if name == "coselfie":
-        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs)
+        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs, eps_pm=eps_pm)
     if name == "mhss":
-        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs)
+        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs, eps_pm=eps_pm)
     raise ValueError(f"unknown method {name!r}")  # the config validation rules this out
 
 
-__all__ = ["AsymmetricLoss", "Batch", "Method", "Selection", "build_method", "masked_batch_loss", "noise_rates"]
+__all__ = ["AsymmetricLoss", "Batch", "Method", "Selection", "build_method", "masked_batch_loss", "noise_rates", "polarity_rates"]

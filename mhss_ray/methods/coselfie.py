@@ -31,12 +31,17 @@ def default_warmup(q: int, epochs: int) -> int:
 class CoSELFIE(Method):
     num_networks = 2
 
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, cdnr: bool = False, jcc: bool = False, epochs: int = 30):
+    def __init__(
+        self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, cdnr: bool = False, jcc: bool = False, epochs: int = 30,
+        eps_pm: torch.Tensor | None = None,
+    ):  # fmt: skip
         super().__init__(observed, clean, loss_fn)
         self.cfg, self.cdnr, self.jcc = cfg, cdnr, jcc
         self.warmup = cfg.warmup if cfg.warmup is not None else default_warmup(cfg.q, epochs)
         # section 2 / 6: tau_c = alpha * eps_c with CDNR, tau = alpha * eps otherwise
         self.eps = eps_c.clone() if cdnr else torch.full_like(eps_c, eps)
+        if eps_pm is not None:  # per polarity (2 x C: observed negatives, positives), revision 2
+            self.eps = eps_pm.clone() if cdnr else eps_pm.mean(1, keepdim=True).expand_as(eps_pm).clone()
         n, c = observed.shape
         self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
         self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC

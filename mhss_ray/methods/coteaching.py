@@ -13,10 +13,11 @@ from .selection import forget_rates, small_loss_mask
 class CoTeaching(Method):
     num_networks = 2
 
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float):
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None = None):
         super().__init__(observed, clean, loss_fn)
         self.cfg = cfg
-        self.eps_global = torch.full_like(eps_c, eps)  # section 2: tau = alpha * eps for every class
+        # section 2: tau = alpha * eps for every class; per polarity (2 x C) the classes' mean of each row
+        self.eps_global = torch.full_like(eps_c, eps) if eps_pm is None else eps_pm.mean(1, keepdim=True).expand_as(eps_pm).clone()
 
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps_global, self.cfg.alpha, self.epoch, self.cfg.t_k)

@@ -13,5 +13,5 @@ from .coselfie import CoSELFIE
 
 
 class MHSS(CoSELFIE):
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c, eps, epochs: int = 30):
-        super().__init__(cfg, observed, clean, loss_fn, eps_c, eps, cdnr=cfg.cdnr, jcc=cfg.jcc, epochs=epochs)
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c, eps, epochs: int = 30, eps_pm=None):
+        super().__init__(cfg, observed, clean, loss_fn, eps_c, eps, cdnr=cfg.cdnr, jcc=cfg.jcc, epochs=epochs, eps_pm=eps_pm)

@@ -35,7 +35,8 @@ def small_loss_mask(losses: torch.Tensor, tau: torch.Tensor, granularity: str = 
     """Entries (image, class) a network deems clean: the smallest losses (section 3).
 
     per_class: in each column c keep the ceil((1 - tau_c) * B) smallest losses.
-    per_class_polarity: the same separately among the observed positives and observed negatives of c.
+    per_class_polarity: the same separately among the observed positives and observed negatives of c
+    (tau may be 2 x C, the rates of the observed negatives and positives: `polarity_rates: split`).
     global: rank all B x C entries together and keep ceil((1 - mean tau) * B * C).
     """
     b, c = losses.shape
@@ -48,7 +49,7 @@ def small_loss_mask(losses: torch.Tensor, tau: torch.Tensor, granularity: str = 
         for polarity in (0, 1):
             members = labels == polarity
             masked = torch.where(members, losses, torch.full_like(losses, math.inf))
-            keep = kept_count(members.sum(0), tau)
+            keep = kept_count(members.sum(0), tau[polarity] if tau.dim() == 2 else tau)  # 2 x C: per-polarity rates
             mask |= _keep_smallest_per_column(masked, keep) & members
         return mask
     if granularity == "global":

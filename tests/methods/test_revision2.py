@@ -143,3 +143,25 @@ def test_correction_budget_caps_each_column_at_alpha_eps_n_most_certain_first():
         unlimited.begin_epoch(e)
         unlimited.select(torch.arange(8), [z, z.clone()])
     assert int((unlimited.tables[0].all() != observed).sum()) > 2
+
+
+def test_per_polarity_rates_from_the_oracle_and_from_given_with_omega():
+    from mhss_ray.config import RunConfig, from_dict
+    from mhss_ray.methods import polarity_rates
+
+    clean = torch.tensor([[1], [1], [0], [0], [0], [0], [0], [0], [0], [0]], dtype=torch.uint8)
+    observed = torch.tensor([[0], [1], [1], [0], [0], [0], [0], [0], [0], [0]], dtype=torch.uint8)  # one omission, one addition
+    oracle = from_dict(RunConfig, {"method": {"name": "mhss", "polarity_rates": "split"}})
+    rates = polarity_rates(oracle, observed, clean, torch.tensor([0.2]))
+    assert rates[:, 0].tolist() == pytest.approx([1 / 8, 1 / 2])  # wrong observed negatives 1 of 8, positives 1 of 2
+    given = from_dict(RunConfig, {"method": {"name": "mhss", "polarity_rates": "split", "noise_rate_source": "given", "noise_rates": [0.2], "omission_share": 0.75}})
+    rates = polarity_rates(given, observed, clean, torch.tensor([0.2]))  # 2 wrong entries: 1.5 among negatives, 0.5 among positives
+    assert rates[:, 0].tolist() == pytest.approx([1.5 / 8, 0.5 / 2])
+
+
+def test_split_rates_forget_each_polarity_by_its_own_rate():
+    losses = torch.arange(20, dtype=torch.float32).reshape(20, 1)
+    labels = torch.tensor([[1]] * 10 + [[0]] * 10, dtype=torch.uint8)
+    tau = torch.tensor([[0.1], [0.4]])  # negatives forget 10%, positives 40%
+    mask = small_loss_mask(losses, tau, "per_class_polarity", labels)
+    assert int(mask[labels.bool()].sum()) == 6 and int(mask[~labels.bool()].sum()) == 9
