@@ -49,7 +49,7 @@ def tiny_demo_space(tmp_path):
     data["search"]["method.warmup"] = {"dist": "randint", "low": 2, "high": 4}
     data["search"]["method.theta"] = {"dist": "uniform", "low": 0.0, "high": 1.0}
     data["search"]["optim.lr"] = {"dist": "loguniform", "low": 3e-4, "high": 3e-3}
-    data["tune"]["search_alg"]["points_to_evaluate"][0]["method.warmup"] = 2
+    data["tune"]["search_alg"]["points_to_evaluate"][0].update({"method.warmup": 2, "optim.lr": 1e-3})  # HyperOpt: every key
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -146,6 +146,7 @@ CASES = [
     ("tune-warmup-range-reaches-epochs", tune_main, lambda t: ["--space", space(t, {"method.warmup": {"dist": "randint", "low": 3, "high": 10}}), "--dry-run"], "method.warmup: 9 warm-up epochs with schedule.epochs 9"),
     ("tune-grace-beyond-max-t", tune_main, lambda t: ["--space", space(t, tune__scheduler={"name": "asha", "grace_period": 12}), "--dry-run"], "grace_period: 12 is beyond max_t 9"),
     ("tune-point-outside-dimension", tune_main, lambda t: ["--space", space(t, tune__search_alg={"name": "hyperopt", "points_to_evaluate": [{"method.alpha": 3.0}]}), "--dry-run"], "method.alpha: 3.0 lies outside its search dimension"),
+    ("tune-point-missing-a-key", tune_main, lambda t: ["--space", space(t, tune__search_alg={"name": "hyperopt", "points_to_evaluate": [{"method.alpha": 1.0}]}), "--dry-run"], "no value for method.noise_rates; HyperOpt needs every search key"),
     ("tune-uniform-on-integer-key", tune_main, lambda t: ["--space", space(t, {"method.q": {"dist": "uniform", "low": 2, "high": 6}}), "--dry-run"], "method.q takes whole numbers"),
     ("tune-quniform-overshoots", tune_main, lambda t: ["--space", space(t, {"method.theta": {"dist": "quniform", "low": 0, "high": 0.95, "q": 0.1}}), "--dry-run"], "0.95 is not a multiple of q 0.1"),
     ("tune-forget-rate-extremes", tune_main, lambda t: ["--space", space(t, {"method.noise_rates": {"per_class": True, "dist": "uniform", "low": 0, "high": 0.6}}), "--dry-run"], "a forget rate of 1 or more"),

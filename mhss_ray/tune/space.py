@@ -414,8 +414,9 @@ def _inside(d: Dimension, value: Any) -> bool:
     return p["low"] <= value < p["high"] if d.dist == "randint" else p["low"] <= value <= p["high"]
 
 
-def _check_point_values(points: list[dict], dims: list[Dimension], base: dict) -> None:
-    """Each starting point lies inside its dimensions and makes a valid run config."""
+def _check_point_values(points: list[dict], dims: list[Dimension], base: dict, complete: bool = False) -> None:
+    """Each starting point lies inside its dimensions and makes a valid run config; with `complete`
+    (HyperOpt, which otherwise fails once Ray runs) it gives every search key."""
     by_key = {d.key: d for d in dims}
     for i, point in enumerate(points):
         where = f"tune.search_alg.points_to_evaluate[{i}]"
@@ -423,6 +424,10 @@ def _check_point_values(points: list[dict], dims: list[Dimension], base: dict) -
             d = by_key[key]
             if not _inside(d, value):
                 raise UserError(f"{where}.{key}: {show_value(value)} lies outside its search dimension {d.describe()}")
+        missing = [d.key for d in dims if d.key not in point]
+        if complete and missing:
+            shown = missing[0].split("[")[0]
+            raise UserError(f"{where}: no value for {shown}; HyperOpt needs every search key in a starting point (it fails once trials start)")
         try:
             from_dict(RunConfig, apply_point(base, point))
         except UserError as exc:
@@ -455,20 +460,23 @@ def _check_points(points: list | None, dims: list[Dimension], n_classes: int) ->
             raise UserError(f"{where}: expected a mapping of search keys to values, got {show_value(point)}")
         for key, value in point.items():
             if key in PER_CLASS_KEYS and f"{key}[0]" in keys:
-                if not isinstance(value, list) or len(value) != n_classes:
-                    raise UserError(f"{where}.{key}: expected a list of {n_classes} values (one per class), got {show_value(value)}")
+                scalar = isinstance(value, (int, float)) and not isinstance(value, bool)  # the same for every class
+                if not scalar and (not isinstance(value, list) or len(value) != n_classes):
+                    raise UserError(f"{where}.{key}: expected one number or a list of {n_classes} (one per class), got {show_value(value)}")
             elif key not in keys:
                 raise UserError(f"{where}.{key}: not a search key (search keys: {', '.join(sorted(keys))})")
 
 
-def _expand_points(points: list | None) -> list[dict]:
-    """Per-class lists in points_to_evaluate become the flat [i] keys of the space."""
+def _expand_points(points: list | None, n_classes: int = 0) -> list[dict]:
+    """Per-class lists (or one number for every class) in points_to_evaluate become the flat [i] keys of the space."""
     out = []
     for point in points or []:
         flat = {}
         for key, value in point.items():
             if key in PER_CLASS_KEYS and isinstance(value, list):
                 flat.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+            elif key in PER_CLASS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool) and n_classes:
+                flat.update({f"{key}[{i}]": value for i in range(n_classes)})
             else:
                 flat[key] = value
         out.append(flat)
@@ -536,8 +544,8 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         _check_theta_resolves(base_cfg, dims)
         _check_model_names(base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
-        tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate) or None
-        _check_point_values(tune_section.search_alg.points_to_evaluate or [], dims, rest)
+        tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate, len(names)) or None
+        _check_point_values(tune_section.search_alg.points_to_evaluate or [], dims, rest, complete=tune_section.search_alg.name == "hyperopt")
         _check_forget_rate_extremes(base_cfg, dims)
         tune_section.storage_path = _absolute_storage(tune_section.storage_path)
     except UserError as exc:

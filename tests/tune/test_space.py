@@ -27,7 +27,7 @@ SPACE = {
     "tune": {
         "num_samples": 6,
         "scheduler": {"name": "asha", "grace_period": 2},
-        "search_alg": {"name": "hyperopt", "n_initial_points": 3, "points_to_evaluate": [{"method.alpha": 1.0, "method.noise_rates": [0.1] * 10}]},
+        "search_alg": {"name": "hyperopt", "n_initial_points": 3, "points_to_evaluate": [{"method.alpha": 1.0, "method.noise_rates": [0.1] * 10, "method.theta": 0.1, "method.q": 5, "optim.lr": "1e-3"}]},
         "resources": {"workers": 1, "gpu_per_worker": 0.25},
     },
 }
@@ -70,7 +70,12 @@ def test_space_expands_per_class_and_builds_trial_configs(tmp_path):
     assert (cfg.method.alpha, cfg.method.q, cfg.optim.lr, cfg.method.noise_rate_source) == (0.7, 4, 3e-4, "given")
     assert cfg.method.noise_rates == [i / 100 for i in range(10)] and cfg.data.n_train == 400
     # per-class lists in points_to_evaluate become the flat keys of the space
-    assert spec.tune.search_alg.points_to_evaluate == [{"method.alpha": 1.0, **{f"method.noise_rates[{i}]": 0.1 for i in range(10)}}]
+    assert spec.tune.search_alg.points_to_evaluate == [
+        {"method.alpha": 1.0, **{f"method.noise_rates[{i}]": 0.1 for i in range(10)}, "method.theta": 0.1, "method.q": 5, "optim.lr": "1e-3"}
+    ]
+    # one number stands for every class
+    data = edited(**{"tune/search_alg": {"name": "hyperopt", "points_to_evaluate": [{**SPACE["tune"]["search_alg"]["points_to_evaluate"][0], "method.noise_rates": 0.2}]}})
+    assert load_space(write(tmp_path, data, "scalar.yaml")).tune.search_alg.points_to_evaluate[0]["method.noise_rates[9]"] == 0.2
 
 
 def test_grid_multiplies_trials_with_random_search(tmp_path):
@@ -102,7 +107,7 @@ def test_grid_multiplies_trials_with_random_search(tmp_path):
         ({"method/name": "disc", "tune/resources": {"workers": 2}}, "method.mixup_alpha: DISC's mixup needs the whole batch on one worker"),
         ({"tune/schedulr": {}}, "tune.schedulr: unknown key"),
         ({"tune/search_alg": {"points_to_evaluate": [{"method.beta": 1}]}}, "tune.search_alg.points_to_evaluate[0].method.beta: not a search key"),
-        ({"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}}, "points_to_evaluate[0].method.noise_rates: expected a list of 10 values"),
+        ({"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}}, "points_to_evaluate[0].method.noise_rates: expected one number or a list of 10"),
         ({"method/gce_q": 5}, "method.gce_q: expected a number in [0.01, 1], got 5"),  # (a searched key's base value never runs: not checked)
         ({"search": [1, 2]}, "search: expected a mapping of config keys to distributions"),
     ],
