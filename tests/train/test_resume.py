@@ -40,7 +40,7 @@ def two_networks(cfg, observed, clean):
         ({}, build_method),
         ({"model": {"ema": True, "ema_decay": 0.9}, "optim": {"scheduler": "cosine"}}, build_method),
         ({"optim": {"name": "adamw"}}, two_networks),
-        ({"method": {"name": "mhss", "q": 2, "warmup": 1, "t_k": 1}, "noise": {"mode": "complex"}}, build_method),
+        ({"method": {"name": "mhss", "q": 2, "warmup": 2, "t_k": 1}, "noise": {"mode": "complex"}}, build_method),
         ({"method": {"name": "disc", "warmup": 1}}, build_method),
     ],
     ids=["plain", "ema-cosine", "two-networks", "mhss", "disc"],
