@@ -42,7 +42,7 @@ def test_two_workers_keep_identical_method_state(tmp_path, local_ray):
     from mhss_ray.tune.space import load_space
 
     data = dict(TINY_SPACE)
-    data["method"] = {"name": "mhss", "q": 2, "warmup": 1, "theta": 0.3}
+    data["method"] = {"name": "mhss", "q": 1, "warmup": 1, "theta": 0.3}  # warm-up >= q
     data["schedule"] = {"epochs": 3}
     data["tune"] = {"resources": {"workers": 2, "cpus_per_worker": 1}}
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
