@@ -54,6 +54,13 @@ def fake_study(path, info: dict | str | None = None, state: str | None = None, e
     return path
 
 
+def linked_study(t):
+    """A study whose train-x entry is a link to a user's folder (a recursive delete would follow it)."""
+    study = fake_study(t / "st" / "x", {"name": "x"})
+    (study / "train-x").symlink_to(folder(t / "mine", "thesis.tex"))
+    return study
+
+
 def run_folder(path, *extra: str):
     """An mhss-train run folder (marker, config) plus the user's files `extra`."""
     folder(path, *extra)
@@ -111,6 +118,7 @@ CASES = [
     ("analyze-out-current-folder", analyze_main, lambda t: [str(fake_study(t / "s" / "demo", {})), "--out", "."], "is the current folder or holds it"),
     ("tune-overwrite-foreign-experiment", tune_main, lambda t: ["--space", space(t), "--storage", str(t / "st"), "--name", fake_study(t / "st" / "x", None, extra=("data.csv",)).name, "--overwrite"], "did not write (no mhss_study.json)"),
     ("tune-overwrite-study-with-user-file", tune_main, lambda t: ["--space", space(t), "--storage", str(t / "st"), "--name", fake_study(t / "st" / "x", {"name": "x"}, extra=("notes.txt",)).name, "--overwrite"], "holds 'notes.txt', which mhss-tune did not write"),
+    ("tune-overwrite-study-with-a-link", tune_main, lambda t: ["--space", space(t), "--storage", str(t / "st"), "--name", linked_study(t).name, "--overwrite"], "'train-x' is a link, which mhss-tune never writes"),
     # -- names are single path components; paths read from files are checked
     ("tune-name-escapes", tune_main, lambda t: ["--space", space(t), "--storage", str(t / "st"), "--name", "../../x"], "--name: expected a plain folder name"),
     ("tune-name-dot-dot", tune_main, lambda t: ["--space", space(t), "--name", ".."], "--name: expected a plain folder name"),

@@ -69,6 +69,12 @@ def check_removable(path: str) -> None:
     foreign = sorted(n for n in names if not STUDY.wrote(n))
     if foreign:
         raise UserError(f"{path}: holds {foreign[0]!r}, which mhss-tune did not write, so --overwrite leaves the study; move it out or choose another --name")
+    if "://" not in path:  # a link (e.g. train-x -> a user's folder) would be followed by the recursive delete
+        import os
+
+        linked = sorted(n for n in names if os.path.islink(os.path.join(path, n)))
+        if linked:
+            raise UserError(f"{path}: {linked[0]!r} is a link, which mhss-tune never writes, so --overwrite leaves the study; remove the link yourself")
 
 
 def remove_study(path: str) -> None:
