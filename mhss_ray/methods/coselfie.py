@@ -100,7 +100,8 @@ class CoSELFIE(Method):
                 self.stats.add_corrections(indices, old[k], labels[k])
         observed = self.observed[indices]
         for k in range(2):
-            self.changed[k] += (labels[k] != observed).sum(0) - (old[k] != observed).sum(0)
+            if self.budget is not None:  # counted only where a budget needs it (every training step)
+                self.changed[k] += (labels[k] != observed).sum(0) - (old[k] != observed).sum(0)
             self.tables[k].set(indices, labels[k])
         # network k's peer learns from S_k | R_k, with the corrected labels on R_k
         return [Selection(labels[1], masks[1] | refurb[1]), Selection(labels[0], masks[0] | refurb[0])]
