@@ -7,7 +7,9 @@ import torch
 from ..data.noise import UNKNOWN
 
 
-SELECTION_KEYS = ("selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise")
+SELECTION_KEYS = (
+    "selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise", "labels_changed", "labels_changed_precision",
+)  # fmt: skip
 
 
 class SelectionStats:
@@ -18,6 +20,9 @@ class SelectionStats:
     correction_precision: share of label changes whose new label equals the clean one.
     corrections: number of label changes in the epoch.
     residual_noise: share of entries whose current label differs from the clean one (epoch end).
+    labels_changed, labels_changed_precision: the run so far, not the epoch: entries whose current
+    label differs from the observed one (summed over the networks), and the share of those (known
+    entries) that now equal the clean label; an entry changed back and forth counts by where it ended.
     With real noise the clean labels are known on a verified subset only (UNKNOWN elsewhere): the
     ratios are computed on the known entries (NaN without any); `corrections` counts every change.
     """
@@ -53,7 +58,12 @@ class SelectionStats:
 
         known = self.known.sum()
         residual = sum(ratio(((y != self.clean) & self.known).sum(), known) for y in current_labels) / len(current_labels)
+        departed = [(y != self.observed) for y in current_labels]
+        departed_known = sum((d & self.known).sum() for d in departed)
+        departed_correct = sum((d & (y == self.clean)).sum() for d, y in zip(departed, current_labels))
         return {
+            "labels_changed": int(sum(d.sum() for d in departed)),
+            "labels_changed_precision": ratio(departed_correct, departed_known),
             "selection_precision": ratio(self.trained_correct, self.trained),
             "selection_recall": ratio(self.clean_trained, self.clean_seen),
             "correction_precision": ratio(self.changed_correct, self.changed_known),

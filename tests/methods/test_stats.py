@@ -23,5 +23,8 @@ def test_selection_and_correction_figures():
     assert out["selection_recall"] == 3 / 4  # 4 entries observed correctly, 3 of them trained on
     assert out["corrections"] == 2 and out["correction_precision"] == 1 / 2
     assert math.isclose(out["residual_noise"], 2 / 6, rel_tol=1e-6)  # (0,0) still wrong, (1,0) now wrong
+    assert out["labels_changed"] == 2 and out["labels_changed_precision"] == 1 / 2
     s.reset()
-    assert math.isnan(s.summary([OBSERVED])["correction_precision"])
+    after = s.summary([OBSERVED, corrected])  # the run so far survives an epoch's reset
+    assert math.isnan(after["correction_precision"])
+    assert after["labels_changed"] == 2 and after["labels_changed_precision"] == 1 / 2
