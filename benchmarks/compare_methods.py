@@ -75,6 +75,8 @@ REV2_VARIANTS = {
     "mhss-split": {"method": {"name": "mhss", "polarity_rates": "split"}},
     "coteaching-split": {"method": {"name": "coteaching", "polarity_rates": "split"}},
     "mhss-budget": {"method": {"name": "mhss", "correction_budget": True}},
+    "mhss-restart": {"method": {"name": "mhss", "restarts": 1}},
+    "coselfie-restart": {"method": {"name": "coselfie", "restarts": 1}},
 }
 REV2_MAIN = ["asl-clean", "asl", "coteaching", "coselfie", "mhss", "mhss-cdnr", "mhss-jcc", "disc"]
 ALL_VARIANTS = {**VARIANTS, **INVESTIGATIONS}

@@ -135,6 +135,9 @@ class MethodConfig:
     theta: float = num(0.05, 0.0, 1.0)  # entropy threshold
     warmup: Optional[int] = num(None, 0, 100_000)  # default: max(q + ceil(E/10), ceil(E/3)) (CoSELFIE, MHSS), 10 (DISC); >= q
     correction_budget: bool = False  # revision 2: at most ceil(alpha * eps_c * N) corrected labels per class
+    # revision 2, SELFIE's restart: the epochs run as restarts + 1 rounds; each later round re-initialises the
+    # networks and the optimiser, clears the histories and keeps the corrected labels (warm-up per round)
+    restarts: int = num(0, 0, 8)
     cdnr: bool = True  # MHSS: class-dependent forget rates
     jcc: bool = True  # MHSS: joint correction criterion
     # DISC, section 7
@@ -360,9 +363,38 @@ WARMUP_METHODS = ("coselfie", "mhss", "disc")
 HISTORY_METHODS = ("coselfie", "mhss")  # prediction histories of length q
 
 
+def default_warmup(q: int, epochs: int) -> int:
+    """CoSELFIE/MHSS: W = max(q + ceil(E / 10), ceil(E / 3)) (METHODS.md section 5): the untrained network's
+    first epochs never reach the history used for the first correction. E: the epochs of a round."""
+    return max(q + math.ceil(epochs / 10), math.ceil(epochs / 3))
+
+
+def round_starts(cfg: RunConfig) -> list[int]:
+    """The 0-based epochs at which the rounds of `method.restarts` begin ([0] without restarts): rounds of
+    epochs // (restarts + 1) epochs, the last one taking the remainder."""
+    n = cfg.method.restarts + 1
+    return [r * (cfg.schedule.epochs // n) for r in range(n)]
+
+
+def round_length(cfg: RunConfig) -> int:
+    """Epochs of a round (of the whole run without restarts): what the warm-up is measured against."""
+    return cfg.schedule.epochs // (cfg.method.restarts + 1)
+
+
 def _check_run(cfg: RunConfig) -> None:
     """Settings that would make a run meaningless, refused before it starts."""
     m, epochs = cfg.method, cfg.schedule.epochs
+    if m.restarts and m.name not in HISTORY_METHODS:
+        raise UserError(f"method.restarts: {m.restarts} with method {m.name}: only coselfie and mhss correct labels that a restart keeps")
+    if m.restarts and round_length(cfg) < 2:
+        raise UserError(f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length(cfg)} epoch (at least 2 each)")
+    warmup = m.warmup if m.warmup is not None else default_warmup(m.q, round_length(cfg))
+    if m.restarts and warmup >= round_length(cfg):
+        key = "method.warmup" if m.warmup is not None else "method.restarts"
+        raise UserError(
+            f"{key}: {warmup} warm-up epochs in rounds of {round_length(cfg)} (schedule.epochs {epochs}, method.restarts {m.restarts}): "
+            "no round would select or correct (fewer restarts, more epochs or a shorter warm-up)"
+        )
     if m.name in WARMUP_METHODS and m.warmup is not None and m.warmup >= epochs:
         raise UserError(f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)")
     if m.name in HISTORY_METHODS and m.warmup is not None and m.warmup < m.q:

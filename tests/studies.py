@@ -55,11 +55,13 @@ def tiny_demo_space(tmp_path):
     return path
 
 
-def run_demo_study(tmp_path: Path, workers: int, trials: int = 5):
-    """mhss-tune on the tiny demo space into tmp_path/studies: (storage, command, env, CompletedProcess)."""
+def run_demo_study(tmp_path: Path, workers: int, trials: int = 5, baselines: bool = True):
+    """mhss-tune on the tiny demo space into tmp_path/studies: (storage, command, env, CompletedProcess).
+    With `baselines` the demo's baseline arms (asl, coteaching) run beside the searched trials."""
     storage = tmp_path / "studies"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    sets = [a for s in DEMO_TINY + [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] for a in ("--set", s)]
+    extra = [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] + ([] if baselines else ["tune.baselines=[]"])
+    sets = [a for s in DEMO_TINY + extra for a in ("--set", s)]
     cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
     return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 

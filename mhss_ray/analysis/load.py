@@ -7,7 +7,8 @@ local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupte
 
     trials: one row per trial: study, trial_id, status (Tune's), outcome (completed, stopped early,
             errored, unfinished), error, failures (Tune's retries), node, method, the searched config (per-class noise rates as
-            eps_<class>), epochs, best/last metric, test mAP at the best epoch, checkpoint
+            eps_<class>), baseline (the method of a baseline arm, `tune.baselines`; empty for searched
+            trials), epochs, best/last metric, test mAP at the best epoch, checkpoint
     epochs: one row per trial x epoch, every reported metric (a re-reported epoch keeps its last row)
 """
 
@@ -79,6 +80,9 @@ def read_info(path: str) -> dict:
     if name is not None and (not isinstance(name, str) or not PLAIN_NAME.match(name) or name in (".", "..")):
         raise UserError(f"{where}: name {str(name)[:60]!r} is not a plain folder name")
     return info
+
+
+BASELINE_COLUMN = "baseline"  # the key of a baseline arm's point, as mhss-tune writes it: the method the arm ran
 
 
 def column_name(key: str, class_names: list[str]) -> str:
@@ -187,7 +191,7 @@ def load_study(path: str) -> StudyTables:
         row["node"] = str(last.get("hostname", "")) if len(last) else ""
         row["node_ip"] = str(last.get("node_ip", "")) if len(last) else ""
         config = dict(trial.config)
-        row["method"] = config.get("method.name", base_method)
+        row["method"] = config.get(BASELINE_COLUMN) or config.get("method.name", base_method)
         row.update({column_name(k, classes): v for k, v in config.items()})
         row["epochs"] = n
         if not epochs.empty and metric in epochs:
@@ -240,11 +244,24 @@ def load_studies(paths: list[str]) -> StudyTables:
     return StudyTables(trials, epochs, info)
 
 
+def is_arm(trials: pd.DataFrame) -> pd.Series:
+    """Which rows are baseline arms (`tune.baselines`): trials that ran a baseline, not a point of the space."""
+    if BASELINE_COLUMN not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials[BASELINE_COLUMN].fillna("").astype(str) != ""
+
+
+def baseline_arms(tables: StudyTables, name: str) -> pd.DataFrame:
+    df = tables.trials[tables.trials["study"] == name]
+    return df[is_arm(df)]
+
+
 def best_trials(tables: StudyTables, top: int = 5) -> pd.DataFrame:
-    """The best trials of every study by its own metric (rows sorted best first)."""
+    """The best searched trials of every study by its own metric (rows sorted best first; baseline arms are not candidates)."""
     out = []
     for name, info in tables.info.items():
         df = tables.trials[tables.trials["study"] == name]
+        df = df[~is_arm(df)]
         col = f"best_{info['metric']}"
         if col not in df:
             continue

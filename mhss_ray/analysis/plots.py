@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .load import StudyTables, best_trials
+from .load import BASELINE_COLUMN, StudyTables, best_trials, is_arm
 
 OUTCOME_MARKERS = {"completed": "o", "stopped early": "X", "errored": "s", "unfinished": "D"}
 # how a trial's learning curve ends when it did not complete: marker, colour, legend text
@@ -25,10 +25,24 @@ def _study(tables: StudyTables, name: str) -> tuple[pd.DataFrame, pd.DataFrame, 
 
 
 def _ranked(trials: pd.DataFrame, info: dict) -> pd.DataFrame:
+    """The searched trials, best first (baseline arms are references, not candidates)."""
     col = f"best_{info['metric']}"
     if col not in trials:
         return trials.head(0)
+    trials = trials[~is_arm(trials)]
     return trials.dropna(subset=[col]).sort_values(col, ascending=info["mode"] == "min")
+
+
+ARM_STYLES = ("tab:red", "tab:purple", "tab:brown", "black")  # one per baseline arm, dashed
+
+
+def _draw_arm_levels(ax, trials: pd.DataFrame, info: dict) -> None:
+    """A dashed horizontal line at each baseline arm's best metric."""
+    col = f"best_{info['metric']}"
+    arms = trials[is_arm(trials)]
+    for (_, arm), colour in zip(arms.iterrows(), ARM_STYLES * 4):
+        if col in arm and pd.notna(arm[col]):
+            ax.axhline(arm[col], ls="--", color=colour, lw=1.2, label=f"baseline {arm[BASELINE_COLUMN]} (best {arm[col]:.2f})", zorder=2)
 
 
 def _label(trial: pd.Series) -> str:
@@ -57,6 +71,7 @@ def metric_vs_alpha(tables: StudyTables, name: str):
             sc = ax.scatter(df[x_key], df[col], marker=marker, s=70, edgecolors="black", linewidths=0.5, label=outcome, **colour)
         if c_key:
             fig.colorbar(sc, ax=ax, label="θ (entropy threshold)")
+        _draw_arm_levels(ax, trials, info)
         ax.legend(title="trial ended", loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "α was not searched in this study", ha="center", va="center", transform=ax.transAxes)
@@ -78,16 +93,24 @@ def learning_curves(tables: StudyTables, name: str):
     colours = dict(zip(top, plt.cm.tab10.colors))
     rank = {tid: k for k, tid in enumerate(top, start=1)}
     in_order = pd.concat([ranked, trials[~trials["trial_id"].isin(ranked["trial_id"])]])  # best first: the legend reads as a ranking
+    arm_ids = set(trials[is_arm(trials)]["trial_id"])
     for _, trial in in_order.iterrows():
         df = epochs[epochs["trial_id"] == trial["trial_id"]]
         if df.empty or metric not in df:
             continue
         tid = trial["trial_id"]
+        if tid in arm_ids:
+            continue  # drawn below, dashed
         label = f"#{rank[tid]} {_label(trial)}" if tid in rank else None
         ax.plot(df["epoch"], df[metric], marker=".", color=colours.get(tid, "0.75"), lw=2 if tid in colours else 1, label=label, zorder=3 if tid in colours else 1)
         if trial["outcome"] in END_MARKERS:
             marker, colour, _ = END_MARKERS[trial["outcome"]]
             ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], marker, color=colour, ms=9, zorder=4)
+    arms = trials[is_arm(trials)]
+    for (_, arm), colour in zip(arms.iterrows(), ARM_STYLES * 4):
+        df = epochs[epochs["trial_id"] == arm["trial_id"]]
+        if not df.empty and metric in df:
+            ax.plot(df["epoch"], df[metric], ls="--", color=colour, lw=1.5, label=f"baseline {arm[BASELINE_COLUMN]}", zorder=2)
     for outcome, (marker, colour, text) in END_MARKERS.items():
         if (trials["outcome"] == outcome).any():  # a legend entry only for what the plot shows
             ax.plot([], [], marker, color=colour, ms=9, ls="none", label=text)

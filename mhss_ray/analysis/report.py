@@ -14,7 +14,7 @@ import yaml
 
 from ..config import RunConfig, from_dict
 from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, user_mode, write_marker
-from .load import OUTCOMES, StudyTables, best_trials, column_name, epoch_budget
+from .load import BASELINE_COLUMN, OUTCOMES, StudyTables, baseline_arms, best_trials, column_name, epoch_budget
 from .plots import save_all
 
 SHOWN_CONFIG = ("method.alpha", "method.theta", "method.warmup", "method.q", "optim.lr")
@@ -66,6 +66,28 @@ def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return lines
 
 
+def _gains(tables: StudyTables, name: str, best: pd.DataFrame) -> list[str]:
+    """The baseline arms and what the best searched trial gained over each (by the study's metric, and in test mAP at the best epoch)."""
+    arms = baseline_arms(tables, name)
+    if arms.empty:
+        return []
+    info = tables.study(name)
+    col, sign = f"best_{info['metric']}", 1 if info["mode"] == "max" else -1
+    arms = arms.copy()
+    top = best.iloc[0] if not best.empty else None
+    if top is not None and col in arms:
+        arms[f"gain in {info['metric']}"] = sign * (float(top[col]) - arms[col].astype(float))
+    if top is not None and "test_mAP_at_best" in arms and pd.notna(top.get("test_mAP_at_best")):
+        arms["gain in test mAP"] = float(top["test_mAP_at_best"]) - arms["test_mAP_at_best"].astype(float)
+    lines = ["", "Baseline arms (each run once on the base config; gain = the best trial's figure minus the arm's):", ""]
+    lines += _table(arms, [BASELINE_COLUMN, "trial_id", "outcome", col, "best_epoch", "test_mAP_at_best", f"gain in {info['metric']}", "gain in test mAP"])
+    if top is not None and col in arms:
+        worst_gap = min(sign * (float(top[col]) - float(v)) for v in arms[col].dropna())
+        verdict = "beats every baseline arm" if worst_gap > 0 else "does not beat every baseline arm"
+        lines += ["", f"The best trial ({top['trial_id']}) {verdict} in `{info['metric']}` (smallest gain {worst_gap:+.4g})."]
+    return lines
+
+
 def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: list[Path]) -> str:
     lines = ["# Study analysis", ""]
     for name, info in tables.info.items():
@@ -91,6 +113,7 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         lines += ["", "Best trials:", "", *_table(best, shown)]
         per_method = best_trials(StudyTables(trials, tables.epochs, {name: info}), top=1_000_000).groupby("method", sort=False).head(1)
         lines += ["", "Best trial per method:", "", *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"])]
+        lines += _gains(tables, name, best)
         errored = trials[trials["outcome"] == "errored"]
         if not errored.empty:
             lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "failures", "error"])]

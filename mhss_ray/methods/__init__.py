@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig, check_forget_rates
+from ..config import RunConfig, check_forget_rates, round_length
 from ..data.noise import UNKNOWN
 from ..errors import UserError
 from .base import Batch, Method, Selection
@@ -74,9 +74,9 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     if name == "coteaching":
         return CoTeaching(cfg.method, observed, clean, loss_fn, eps_c, eps, eps_pm=eps_pm)
     if name == "coselfie":
-        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs, eps_pm=eps_pm)
+        return CoSELFIE(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=round_length(cfg), eps_pm=eps_pm)
     if name == "mhss":
-        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=cfg.schedule.epochs, eps_pm=eps_pm)
+        return MHSS(cfg.method, observed, clean, loss_fn, eps_c, eps, epochs=round_length(cfg), eps_pm=eps_pm)
     raise ValueError(f"unknown method {name!r}")  # the config validation rules this out
 
 

@@ -48,6 +48,10 @@ class Method:
         self.epoch = epoch
         self.stats.reset()
 
+    def restart(self) -> None:
+        """A new round of `method.restarts` begins (re-initialised networks): what the method keeps is its own
+        choice; epochs count from 0 again in the new round."""
+
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         raise NotImplementedError
 

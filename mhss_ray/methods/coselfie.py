@@ -15,17 +15,11 @@ import math
 
 import torch
 
-from ..config import MethodConfig
+from ..config import MethodConfig, default_warmup  # noqa: F401  (default_warmup: section 5's rule, kept beside the config)
 from .base import Method, Selection
 from .history import PredictionHistory
 from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
-
-
-def default_warmup(q: int, epochs: int) -> int:
-    """W = max(q + ceil(E / 10), ceil(E / 3)) (section 5): the untrained network's first epochs never
-    reach the history used for the first correction."""
-    return max(q + math.ceil(epochs / 10), math.ceil(epochs / 3))
 
 
 class CoSELFIE(Method):
@@ -49,6 +43,11 @@ class CoSELFIE(Method):
         # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
         self.budget = torch.ceil(cfg.alpha * eps_c.double() * n - 1e-9).long() if cfg.correction_budget else None
         self.changed = [torch.zeros(c, dtype=torch.long, device=observed.device) for _ in range(2)]  # per column, now
+
+    def restart(self) -> None:
+        """SELFIE's restart: the corrected labels stay, the histories of the discarded networks go."""
+        for h in self.histories:
+            h.bits.zero_()
 
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)

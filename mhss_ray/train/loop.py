@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import OptimConfig, RunConfig, RuntimeConfig
+from ..config import OptimConfig, RunConfig, RuntimeConfig, round_starts
 from ..data import DataBundle, build_dataset
 from ..data.images import original_index
 from ..data.noise import NoisyLabels, inject_noise
@@ -114,8 +114,7 @@ class Trainer:
 
         self.nets = []
         for k in range(self.method.num_networks):
-            torch.manual_seed(cfg.seed * 1000 + k)  # distinct, reproducible initialisations
-            net = create_network(cfg.model, self.data.num_classes, self.data.in_chans).to(dev)
+            net = self._new_network(k, 0)
             if self.rt.channels_last:
                 net = net.to(memory_format=torch.channels_last)
             if k == 0:
@@ -141,10 +140,38 @@ class Trainer:
             "val": DataLoader(self.data.val.images, batch_size=bs * 2, shuffle=False, **loader_kw),
             "test": DataLoader(self.data.test.images, batch_size=bs * 2, shuffle=False, **loader_kw),
         }
-        self.optimizer = build_optimizer(cfg.optim, [p for n in self.nets for p in n.parameters()])
-        self.scheduler = build_scheduler(cfg.optim, self.optimizer, len(self.train_loader), cfg.schedule.epochs)
+        self.round_starts = round_starts(cfg)  # [0] unless method.restarts
+        self._new_optimizer(0)
         self.start_epoch = 0
         self.skipped: set[str] = set()  # unreadable image files left out (data.on_bad_image: skip)
+
+    # ---------------------------------------------------------------- rounds (method.restarts)
+
+    def _new_network(self, k: int, round_index: int) -> torch.nn.Module:
+        torch.manual_seed(self.cfg.seed * 1000 + k + 100_003 * round_index)  # distinct, reproducible initialisations
+        return create_network(self.cfg.model, self.data.num_classes, self.data.in_chans).to(self.rt.device)
+
+    def _round(self, epoch: int) -> tuple[int, int, int]:
+        """(index, first epoch, epochs) of the round holding 0-based `epoch`."""
+        r = max(i for i, start in enumerate(self.round_starts) if start <= epoch)
+        end = self.round_starts[r + 1] if r + 1 < len(self.round_starts) else self.cfg.schedule.epochs
+        return r, self.round_starts[r], end - self.round_starts[r]
+
+    def _new_optimizer(self, round_index: int) -> None:
+        """The optimiser and its schedule for one round (the whole run without restarts)."""
+        _, _, epochs = self._round(self.round_starts[round_index])
+        self.optimizer = build_optimizer(self.cfg.optim, [p for n in self.nets for p in n.parameters()])
+        self.scheduler = build_scheduler(self.cfg.optim, self.optimizer, len(self.train_loader), epochs)
+
+    def restart(self, round_index: int) -> None:
+        """SELFIE's restart: fresh networks (weights loaded in place, so DDP wrappers and parameter lists
+        stay valid) and optimiser; the method keeps its corrected labels and clears its histories."""
+        for k, net in enumerate(self.nets):
+            net.load_state_dict(self._new_network(k, round_index).state_dict())
+        self.emas = [create_ema(n, self.cfg.model.ema_decay) for n in self.nets] if self.cfg.model.ema else []
+        self._new_optimizer(round_index)
+        self.method.restart()
+        torch.manual_seed(self.cfg.seed + round_index)
 
     # ---------------------------------------------------------------- state
 
@@ -169,6 +196,9 @@ class Trainer:
                 net.load_state_dict(sd)
             for ema, sd in zip(self.emas, state["emas"]):
                 ema.load_state_dict(sd)
+            r, start, _ = self._round(min(state["epoch"], self.cfg.schedule.epochs - 1))
+            if r > 0 and state["epoch"] > start:  # saved inside a later round: its optimiser and schedule
+                self._new_optimizer(r)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.method.load_state_dict(state["method"])
@@ -235,7 +265,8 @@ class Trainer:
             net.train()
         self.sampler.set_epoch(epoch)
         seed_host_rngs(self.cfg.seed, epoch)
-        self.method.begin_epoch(epoch)
+        round_epoch = epoch - self._round(epoch)[1]  # the method counts its warm-up and ramp per round
+        self.method.begin_epoch(round_epoch)
         total_loss, steps, skipped = 0.0, 0, 0
         start = time.perf_counter()
         for images, indices in self.train_loader:
@@ -254,7 +285,7 @@ class Trainer:
         stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": len(self.data.train) / seconds, "train_seconds": seconds}
         if self.cfg.data.on_bad_image == "skip":
             stats["skipped_images"] = skipped
-        stats.update(self.method.end_epoch(epoch))
+        stats.update(self.method.end_epoch(round_epoch))
         if self.world.parallel:  # the design promises identical method state on every worker: check it
             digest = state_digest(self.method.state_dict())
             if not self.world.same_everywhere(digest):
@@ -327,7 +358,14 @@ class Trainer:
         history = []
         for epoch in range(self.start_epoch, epochs):
             start = time.perf_counter()
+            round_index = self._round(epoch)[0]
+            if epoch > 0 and epoch in self.round_starts:
+                self.restart(round_index)
+                kept = sum(int((y != self.observed).sum()) for y in self.method.current_labels())
+                log(f"restart {round_index} of {len(self.round_starts) - 1}: networks and optimiser re-initialised, histories cleared, {kept} corrected labels kept")
             metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}  # epochs completed, 1-based
+            if len(self.round_starts) > 1:
+                metrics["round"] = round_index
             metrics.update(self.train_one_epoch(epoch))
             if not main:  # the first worker evaluates and checkpoints; the others only train
                 report(metrics, None)

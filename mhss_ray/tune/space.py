@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, get_type_hints
 
-from ..config import FORGETTING_METHODS, RunConfig, apply_overrides, blame, check_forget_rates, from_dict, num, read_yaml, show_value
+from ..config import FORGETTING_METHODS, METHOD_NAMES, RunConfig, apply_overrides, blame, check_forget_rates, from_dict, num, read_yaml, show_value
 from ..data import class_names
 from ..errors import UserError
 from ..outputs import check_writable
@@ -41,6 +41,7 @@ PARAMS = {
     "grid": ("values",),
 }
 PER_CLASS_KEYS = ("method.noise_rates",)
+BASELINE_KEY = "baseline"  # the one key of a baseline arm's point (tune/baselines.py)
 DRIVER_MEMORY_BYTES = 256 * 2**20  # a Ray Train trial's driver process (it imports Ray and torch)
 METRICS = ("val_mAP", "test_mAP", "val_f1_micro", "val_f1_macro", "train_loss")
 WEIGHTED_METRICS = ("val_F2_CIW", "val_F1_normal", "test_F2_CIW", "test_F1_normal")  # sewerml, or data.class_weights given
@@ -85,6 +86,7 @@ class TuneSection:
     storage_path: str = "runs/studies"  # a local folder, an NFS mount, s3://... or gs://...
     name: Optional[str] = None  # default: the space file's name
     max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
+    baselines: list = field(default_factory=list)  # methods run once on the base config beside the searched trials
 
 
 def check_name(name: str, key: str) -> str:
@@ -97,6 +99,11 @@ def check_name(name: str, key: str) -> str:
 def _check_tune(t: TuneSection, cfg: RunConfig) -> None:
     if t.name is not None:
         check_name(t.name, "tune.name")
+    for i, arm in enumerate(t.baselines):
+        if arm not in METHOD_NAMES:
+            raise UserError(f"tune.baselines[{i}]: expected one of {', '.join(METHOD_NAMES)}, got {show_value(arm)}")
+        if arm in t.baselines[:i]:
+            raise UserError(f"tune.baselines[{i}]: {arm} is listed twice (each arm runs once)")
     if t.scheduler.name == "asha" and t.scheduler.grace_period > (t.scheduler.max_t or cfg.schedule.epochs):
         max_t = t.scheduler.max_t or cfg.schedule.epochs
         raise UserError(f"tune.scheduler.grace_period: {t.scheduler.grace_period} is beyond max_t {max_t}: ASHA would never compare trials")
@@ -281,6 +288,7 @@ class StudySpec:
     tune: TuneSection
     name: str
     class_names: list[str]
+    arm_bases: dict = field(default_factory=dict)  # baseline arm -> its run-config mapping (the base, searched keys kept)
 
     @property
     def grid_size(self) -> int:
@@ -288,7 +296,7 @@ class StudySpec:
 
     @property
     def num_trials(self) -> int:
-        return self.tune.num_samples * self.grid_size
+        return self.tune.num_samples * self.grid_size + len(self.tune.baselines)
 
     @property
     def max_t(self) -> int:
@@ -298,7 +306,9 @@ class StudySpec:
         return {d.key: d.domain() for d in self.dimensions}
 
     def trial_config(self, point: dict) -> RunConfig:
-        """The run config of one sampled point of the space ({search key: value})."""
+        """The run config of one sampled point of the space ({search key: value}), or of a baseline arm."""
+        if point.get(BASELINE_KEY):
+            return from_dict(RunConfig, self.arm_bases[point[BASELINE_KEY]])
         return from_dict(RunConfig, apply_point(self.base, point))
 
     def trial_resources(self) -> dict:
@@ -333,7 +343,13 @@ class StudySpec:
         ]
         width = max((len(d.key) for d in self.dimensions), default=0)
         lines += [f"  {d.key:<{width}}  {d.describe()}" for d in self.dimensions] or ["  (none: every trial runs the base config)"]
-        lines.append(f"trials: {self.num_trials} (num_samples {t.num_samples} x {self.grid_size} grid combination{'s' if self.grid_size != 1 else ''}); at most {t.max_concurrent_trials} at once")
+        arms = f" + {len(t.baselines)} baseline arm{'s' if len(t.baselines) != 1 else ''}" if t.baselines else ""
+        lines.append(
+            f"trials: {self.num_trials} (num_samples {t.num_samples} x {self.grid_size} grid combination{'s' if self.grid_size != 1 else ''}{arms}); "
+            f"at most {t.max_concurrent_trials} at once"
+        )
+        if t.baselines:
+            lines.append(f"baseline arms: {', '.join(t.baselines)}, each once on the base config, first; ASHA never stops them")
         s = t.scheduler
         if s.name == "asha":
             lines.append(f"scheduler: ASHA on epoch, max_t {self.max_t}, grace_period {s.grace_period}, reduction_factor {s.reduction_factor:g}, brackets {s.brackets}; metric {t.metric} ({t.mode})")
@@ -528,6 +544,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         rest = {k: v for k, v in data.items() if k != "search"}
         apply_overrides(rest, overrides or [])
         tune_raw = rest.pop("tune", None) or {}
+        unsearched = copy.deepcopy(rest)  # the base as written, for the baseline arms
         _drop_searched(rest, search)
         base_cfg = from_dict(RunConfig, rest)
         rest = _absolute_paths(rest, base_cfg)
@@ -547,11 +564,29 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate, len(names)) or None
         _check_point_values(tune_section.search_alg.points_to_evaluate or [], dims, rest, complete=tune_section.search_alg.name == "hyperopt")
         _check_forget_rate_extremes(base_cfg, dims)
+        arm_bases = _arm_bases(unsearched, tune_section, dims)
         tune_section.storage_path = _absolute_storage(tune_section.storage_path)
     except UserError as exc:
         raise blame(exc, path, overrides) from None
     name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
-    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names)
+    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases)
+
+
+def _arm_bases(unsearched: dict, t: TuneSection, dims: list[Dimension]) -> dict:
+    """Each baseline arm's run config: the base as written (a searched key keeps the base's value,
+    or the default) with the arm's method; checked here, not when its trial starts."""
+    if t.baselines and any(d.dist == "grid" for d in dims):
+        raise UserError("tune.baselines: not with grid dimensions (random search would run each arm once per grid combination)")
+    out = {}
+    for i, arm in enumerate(t.baselines):
+        data = copy.deepcopy(unsearched)
+        data.setdefault("method", {})["name"] = arm
+        try:
+            cfg = from_dict(RunConfig, data)
+        except UserError as exc:
+            raise UserError(f"tune.baselines[{i}]: {arm} on the base config: {exc}") from None
+        out[arm] = _absolute_paths(data, cfg)
+    return out
 
 
 def _drop_searched(base: dict, search: Any) -> None:

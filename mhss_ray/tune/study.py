@@ -18,7 +18,7 @@ from ..errors import UserError
 from .cluster import check_removable, check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
 from .lock import StudyLock
 from .driver import trial_main
-from .space import StudySpec
+from .space import BASELINE_KEY, StudySpec
 
 
 def _trainable(spec: StudySpec):
@@ -33,23 +33,30 @@ def build_tuner(spec: StudySpec):
     from ray.tune.search import BasicVariantGenerator
     from ray.tune.search.hyperopt import HyperOptSearch
 
+    from .baselines import ArmsRunToEnd, BaselineArms, arm_points
+
     t = spec.tune
     if t.scheduler.name == "asha":
         s = t.scheduler
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
+        asha = ArmsRunToEnd if t.baselines else ASHAScheduler
+        scheduler = asha(time_attr="epoch", max_t=spec.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
     else:
         scheduler = FIFOScheduler()
     a = t.search_alg
     if a.name == "hyperopt":
         search_alg = HyperOptSearch(points_to_evaluate=a.points_to_evaluate, n_initial_points=a.n_initial_points, random_state_seed=a.seed)
+        if t.baselines:
+            search_alg = BaselineArms(search_alg, t.baselines, [d.key for d in spec.dimensions])
     else:
         # Tune ignores max_concurrent_trials for a generator instance (a warning only): it goes here
-        search_alg = BasicVariantGenerator(points_to_evaluate=a.points_to_evaluate, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0)
+        points = arm_points(t.baselines, [d.key for d in spec.dimensions]) + (a.points_to_evaluate or [])
+        search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0)
     return tune.Tuner(
         _trainable(spec),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
-            metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg, num_samples=t.num_samples, max_concurrent_trials=t.max_concurrent_trials
+            metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg, num_samples=t.num_samples + len(t.baselines),
+            max_concurrent_trials=t.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
@@ -100,12 +107,16 @@ def best_table(results, spec: StudySpec, top: int = 5) -> str:
     t = spec.tune
     if df.empty or t.metric not in df:
         return "no trial reported a result"
-    df = df.sort_values(t.metric, ascending=t.mode == "min").head(top)
+    arm_col = f"config/{BASELINE_KEY}"
+    arms = df[df[arm_col].notna()] if arm_col in df else df.head(0)
+    df = df.drop(arms.index).sort_values(t.metric, ascending=t.mode == "min").head(top)
     cols = ["trial_id", t.metric, "epoch"] + [f"config/{d.key}" for d in spec.dimensions if not d.key.startswith("method.noise_rates[")]
     cols = [c for c in cols if c in df]
     lines = [" | ".join(c.removeprefix("config/") for c in cols)]
     for _, row in df[cols].iterrows():
         lines.append(" | ".join(f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else str(v) for v in row))
+    for _, arm in arms.iterrows():
+        lines.append(f"baseline {arm[arm_col]}: {t.metric} {arm[t.metric]:.4g} at epoch {arm['epoch']}")
     return "\n".join(lines)
 
 

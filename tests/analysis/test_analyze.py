@@ -47,7 +47,9 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
 
     trials = pq.read_table(out / "trials.parquet").to_pandas()
     epochs = pq.read_table(out / "epochs.parquet").to_pandas()
-    assert len(trials) == 5 and trials["trial_id"].is_unique
+    assert len(trials) == 5 + 2 and trials["trial_id"].is_unique  # the searched trials and the baseline arms
+    arms = trials[trials["baseline"].fillna("") != ""]
+    assert sorted(arms["baseline"]) == sorted(arms["method"]) == ["asl", "coteaching"] and (arms["epochs"] == 4).all()
     assert len(epochs) == trials["epochs"].sum() == len(epochs.drop_duplicates(["trial_id", "epoch"]))  # one row per trial x epoch
     for col in ("method.alpha", "method.theta", "method.warmup", "eps_0", "eps_9", "best_val_mAP", "last_val_mAP", "node", "checkpoint"):
         assert col in trials, col
@@ -60,10 +62,16 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
     assert set(trials["outcome"]) <= {"completed", "stopped early"}
 
     summary = (out / "summary.md").read_text()
-    best = trials.loc[trials["best_val_mAP"].idxmax()]
+    searched = trials.drop(arms.index)
+    best = searched.loc[searched["best_val_mAP"].idxmax()]  # an arm is a reference, never the best trial
     first_row = next(line for line in summary.splitlines() if line.startswith("| ") and "trial_id" not in line and "---" not in line)
     assert first_row.startswith(f"| {best['trial_id']} |"), first_row
     assert "early stopping saved" in summary
+    arm_rows = {line.split(" | ")[0].strip("| "): line for line in summary.splitlines() if line.startswith(("| asl |", "| coteaching |"))}
+    for _, arm in arms.iterrows():  # the best trial's gain over each arm, from the table's own figures
+        gain = best["best_val_mAP"] - arm["best_val_mAP"]
+        assert f"| {gain:.4g} |" in arm_rows[arm["baseline"]], (gain, arm_rows)
+    assert "beats every baseline arm" in summary or "does not beat every baseline arm" in summary
 
     config = out / "best_config_demo.yaml"
     cfg = yaml.safe_load(config.read_text())

@@ -110,6 +110,12 @@ def test_grid_multiplies_trials_with_random_search(tmp_path):
         ({"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}}, "points_to_evaluate[0].method.noise_rates: expected one number or a list of 10"),
         ({"method/gce_q": 5}, "method.gce_q: expected a number in [0.01, 1], got 5"),  # (a searched key's base value never runs: not checked)
         ({"search": [1, 2]}, "search: expected a mapping of config keys to distributions"),
+        ({"tune/baselines": ["asl", "selfie"]}, "tune.baselines[1]: expected one of asl, asl-clean"),
+        ({"tune/baselines": ["asl", "asl"]}, "tune.baselines[1]: asl is listed twice"),
+        ({"tune/baselines": ["coselfie"], "method/warmup": 6, "search/method.warmup": {"dist": "randint", "low": 5, "high": 6}, "tune/search_alg": {"name": "random"}},
+         "tune.baselines[0]: coselfie on the base config: method.warmup: 6 warm-up epochs"),  # searched, the base's 6 never runs, except in the arm
+        ({"tune/baselines": ["asl"], "search/method.name": {"dist": "grid", "values": ["mhss", "coselfie"]}, "tune/search_alg": {"name": "random"}},
+         "tune.baselines: not with grid dimensions"),
     ],
 )
 def test_bad_spaces_name_the_file_and_key(tmp_path, changes, message):
@@ -117,6 +123,42 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, changes, message):
         load_space(write(tmp_path, edited(**changes)))
     text = str(exc.value)
     assert text.startswith(str(tmp_path / "space.yaml") + ": ") and message in text, text
+
+
+def test_baseline_arms_run_the_base_config_as_written(tmp_path):
+    """An arm is its method on the base config as the file gives it: a searched key keeps the file's
+    value there (the searched trials never run it); the arms add to the trials."""
+    data = edited(**{"tune/baselines": ["asl", "coteaching"], "optim": {"lr": 5e-4}, "search/optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2}})
+    data["tune"]["search_alg"]["points_to_evaluate"][0]["optim.lr"] = 1e-3
+    spec = load_space(write(tmp_path, data))
+    assert spec.num_trials == 6 + 2 and "baseline arms: asl, coteaching" in spec.describe()
+    asl = spec.trial_config({"baseline": "asl"})
+    cot = spec.trial_config({"baseline": "coteaching"})
+    assert (asl.method.name, cot.method.name) == ("asl", "coteaching")
+    assert asl.optim.lr == cot.optim.lr == 5e-4 and asl.data.n_train == 400 and asl.noise.mode == "complex"
+    assert spec.trial_config({"baseline": "asl", "method.alpha": None, "optim.lr": None}).optim.lr == 5e-4  # an arm's point: None for the searched keys
+    assert spec.trial_config({"method.alpha": 0.5, "optim.lr": 1e-3, "method.theta": 0.1, "method.q": 5}).method.name == "mhss"
+
+
+def test_baseline_arms_searcher_hands_out_the_arms_first_and_survives_a_restore(tmp_path):
+    from ray.tune.search.hyperopt import HyperOptSearch
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from mhss_ray.tune.baselines import BaselineArms
+
+    spec = load_space(write(tmp_path, edited(**{"tune/baselines": ["asl", "coteaching"]})))
+    keys = [d.key for d in spec.dimensions]
+    searcher = BaselineArms(HyperOptSearch(random_state_seed=0), spec.tune.baselines, keys)
+    searcher.set_search_properties("val_mAP", "max", spec.param_space())
+    assert searcher.suggest("t1") == {"baseline": "asl", **dict.fromkeys(keys)}
+    searcher.on_trial_complete("t1", {"val_mAP": 50.0})  # kept from HyperOpt: it is no point of its space
+    SearchGenerator(searcher).save_to_dir(str(tmp_path), "s")  # as Tune saves the experiment state
+    restored = BaselineArms(HyperOptSearch(random_state_seed=0), spec.tune.baselines, keys)
+    restored.set_search_properties("val_mAP", "max", spec.param_space())
+    SearchGenerator(restored).restore_from_dir(str(tmp_path))
+    assert restored.suggest("t2") == {"baseline": "coteaching", **dict.fromkeys(keys)}
+    point = restored.suggest("t3")
+    assert "baseline" not in point and 0.25 <= point["method.alpha"] <= 2.0
 
 
 def test_overrides_reach_base_config_and_tune_block(tmp_path):

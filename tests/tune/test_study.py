@@ -22,10 +22,10 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
 
         other = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         request.addfinalizer(other.shutdown)
-        trials = 4  # each Ray Train run starts its own workers: one wave of two trials fewer
-        storage, cmd, env, proc = run_demo_study(tmp_path, workers, trials)
+        trials, arms = 4, 0  # each Ray Train run starts its own workers: one wave of two trials fewer, no arms
+        storage, cmd, env, proc = run_demo_study(tmp_path, workers, trials, baselines=False)
     else:
-        trials = 5
+        trials, arms = 5, 2  # the demo's baseline arms: asl, coteaching
         storage, cmd, env, proc = request.getfixturevalue("demo_study")  # shared with tests/analysis
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "best trials by val_mAP" in proc.stdout and str(storage / "demo") in proc.stdout
@@ -34,20 +34,28 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
 
     analysis = ExperimentAnalysis(str(storage / "demo"))
     frames = analysis.trial_dataframes
-    assert len(frames) == trials
+    assert len(frames) == trials + arms
+    arm_ids = {t.trial_id: t.config["baseline"] for t in analysis.trials if "baseline" in t.config}
+    assert sorted(arm_ids.values()) == sorted(["asl", "coteaching"][:arms])
+    for trial_id in arm_ids:  # ASHA never stops an arm
+        assert list(frames[trial_id]["epoch"]) == [1, 2, 3, 4]
+    assert all(v is None for t in analysis.trials if t.trial_id in arm_ids for k, v in t.config.items() if k != "baseline")  # nothing searched
+    if arms:
+        assert "baseline asl: val_mAP" in proc.stdout
+    frames = {k: v for k, v in frames.items() if k not in arm_ids}
     epochs = {trial_id: df["epoch"].max() for trial_id, df in frames.items()}
     for df in frames.values():
         assert {"epoch", "val_mAP", "selection_precision"} <= set(df.columns)
         assert list(df["epoch"]) == list(range(1, len(df) + 1))  # one report per epoch, in order
     assert min(epochs.values()) < 4 <= max(epochs.values()), f"ASHA should stop some trials early: {epochs}"
-    configs = pd.DataFrame([t.config for t in analysis.trials])
+    configs = pd.DataFrame([t.config for t in analysis.trials if t.trial_id not in arm_ids])
     first = (configs["method.alpha"] == 1.0) & (configs["method.theta"] == 0.2) & (configs["method.noise_rates[9]"] == 0.1)
     assert first.sum() == 1  # points_to_evaluate ran, once
     assert configs["method.alpha"].nunique() == trials and configs["method.noise_rates[0]"].nunique() == trials  # HyperOpt's own suggestions
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # same name: refused, nothing touched
     assert again.returncode == 2 and "already holds a study; pass --resume" in again.stderr and "Traceback" not in again.stderr
-    assert len(ExperimentAnalysis(str(storage / "demo")).trials) == trials
+    assert len(ExperimentAnalysis(str(storage / "demo")).trials) == trials + arms
 
 
 def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, killed_study):
@@ -165,8 +173,10 @@ def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
 
     from ray.tune import ExperimentAnalysis
 
-    frames = ExperimentAnalysis(str(tmp_path / "studies" / "sewerml")).trial_dataframes
-    assert len(frames) == 2
+    analysis = ExperimentAnalysis(str(tmp_path / "studies" / "sewerml"))
+    frames = analysis.trial_dataframes
+    assert len(frames) == 2 + 2  # and the shipped baseline arms, through random search's points
+    assert sorted(t.config.get("baseline", "") for t in analysis.trials) == ["", "", "asl", "coteaching"]
     for df in frames.values():
         assert list(df["epoch"]) == [1, 2]
         assert df["val_F2_CIW"].between(0, 100).all() and df["test_F1_normal"].between(0, 100).all()
