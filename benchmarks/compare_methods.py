@@ -258,7 +258,7 @@ def main(argv=None) -> int:
                     _write_atomic(path, json.dumps(results, indent=1) + "\n")
     md = table(results, variants)
     _write_atomic(path.with_suffix(".md"), md + "\n")
-    if args.variant_set == "rev2":  # the flat rows and table the issue asks for, beside the resumable run store
+    if args.variant_set == "rev2" and path.name == "methods_runs.json":  # the flat rows and table of the comparison, beside its run store
         _write_atomic(path.with_name("methods.json"), json.dumps(rows(results), indent=1) + "\n")
         _write_atomic(path.with_name("methods.md"), md + "\n")
     print(md)

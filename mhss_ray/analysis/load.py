@@ -191,6 +191,8 @@ def load_study(path: str) -> StudyTables:
         row["node"] = str(last.get("hostname", "")) if len(last) else ""
         row["node_ip"] = str(last.get("node_ip", "")) if len(last) else ""
         config = dict(trial.config)
+        if config.get(BASELINE_COLUMN):  # a baseline arm: whatever Tune filled in for the searched keys is unused
+            config = {BASELINE_COLUMN: config[BASELINE_COLUMN]}
         row["method"] = config.get(BASELINE_COLUMN) or config.get("method.name", base_method)
         row.update({column_name(k, classes): v for k, v in config.items()})
         row["epochs"] = n

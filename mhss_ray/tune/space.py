@@ -303,7 +303,10 @@ class StudySpec:
         return self.tune.scheduler.max_t or self.base_config.schedule.epochs
 
     def param_space(self) -> dict:
-        return {d.key: d.domain() for d in self.dimensions}
+        space = {d.key: d.domain() for d in self.dimensions}
+        if self.tune.baselines and self.tune.search_alg.name == "random":
+            space[BASELINE_KEY] = None  # the arms lead random search's points, whose keys must be keys of the space
+        return space
 
     def trial_config(self, point: dict) -> RunConfig:
         """The run config of one sampled point of the space ({search key: value}), or of a baseline arm."""

@@ -33,7 +33,7 @@ def build_tuner(spec: StudySpec):
     from ray.tune.search import BasicVariantGenerator
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    from .baselines import ArmsRunToEnd, BaselineArms, arm_points
+    from .baselines import ArmsRunToEnd, BaselineArms
 
     t = spec.tune
     if t.scheduler.name == "asha":
@@ -49,7 +49,9 @@ def build_tuner(spec: StudySpec):
             search_alg = BaselineArms(search_alg, t.baselines, [d.key for d in spec.dimensions])
     else:
         # Tune ignores max_concurrent_trials for a generator instance (a warning only): it goes here
-        points = arm_points(t.baselines, [d.key for d in spec.dimensions]) + (a.points_to_evaluate or [])
+        # the arms lead the points (random search samples the searched keys of an arm's point: unused, and
+        # left out of mhss-analyze's tables)
+        points = [{BASELINE_KEY: m} for m in t.baselines] + (a.points_to_evaluate or [])
         search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0)
     return tune.Tuner(
         _trainable(spec),

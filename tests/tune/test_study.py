@@ -39,7 +39,7 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     assert sorted(arm_ids.values()) == sorted(["asl", "coteaching"][:arms])
     for trial_id in arm_ids:  # ASHA never stops an arm
         assert list(frames[trial_id]["epoch"]) == [1, 2, 3, 4]
-    assert all(v is None for t in analysis.trials if t.trial_id in arm_ids for k, v in t.config.items() if k != "baseline")  # nothing searched
+    assert all(v is None for t in analysis.trials if t.trial_id in arm_ids for k, v in t.config.items() if k != "baseline")  # HyperOpt: nothing searched
     if arms:
         assert "baseline asl: val_mAP" in proc.stdout
     frames = {k: v for k, v in frames.items() if k not in arm_ids}
@@ -176,7 +176,7 @@ def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
     analysis = ExperimentAnalysis(str(tmp_path / "studies" / "sewerml"))
     frames = analysis.trial_dataframes
     assert len(frames) == 2 + 2  # and the shipped baseline arms, through random search's points
-    assert sorted(t.config.get("baseline", "") for t in analysis.trials) == ["", "", "asl", "coteaching"]
+    assert sorted(t.config.get("baseline") or "" for t in analysis.trials) == ["", "", "asl", "coteaching"]
     for df in frames.values():
         assert list(df["epoch"]) == [1, 2]
         assert df["val_F2_CIW"].between(0, 100).all() and df["test_F1_normal"].between(0, 100).all()
