@@ -312,6 +312,7 @@ class StudySpec:
         """The run config of one sampled point of the space ({search key: value}), or of a baseline arm."""
         if point.get(BASELINE_KEY):
             return from_dict(RunConfig, self.arm_bases[point[BASELINE_KEY]])
+        point = {k: v for k, v in point.items() if k != BASELINE_KEY}  # random search: None in every searched trial
         return from_dict(RunConfig, apply_point(self.base, point))
 
     def trial_resources(self) -> dict:

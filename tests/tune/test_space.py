@@ -137,7 +137,8 @@ def test_baseline_arms_run_the_base_config_as_written(tmp_path):
     assert (asl.method.name, cot.method.name) == ("asl", "coteaching")
     assert asl.optim.lr == cot.optim.lr == 5e-4 and asl.data.n_train == 400 and asl.noise.mode == "complex"
     assert spec.trial_config({"baseline": "asl", "method.alpha": None, "optim.lr": None}).optim.lr == 5e-4  # an arm's point: None for the searched keys
-    assert spec.trial_config({"method.alpha": 0.5, "optim.lr": 1e-3, "method.theta": 0.1, "method.q": 5}).method.name == "mhss"
+    searched = {"method.alpha": 0.5, "optim.lr": 1e-3, "method.theta": 0.1, "method.q": 5}
+    assert spec.trial_config(searched).method.name == spec.trial_config({**searched, "baseline": None}).method.name == "mhss"  # random search: None
 
 
 def test_baseline_arms_searcher_hands_out_the_arms_first_and_survives_a_restore(tmp_path):
