@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-quick clean
+.PHONY: install demo test test-quick lint clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check mhss_ray benchmarks tests
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

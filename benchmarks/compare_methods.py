@@ -88,7 +88,15 @@ NOISES = {
 
 
 def run_config(
-    base: dict, variant: str, noise: str, seed: int, n_train: int, epochs: int, device: str = "cpu", threads: int | None = None, variants: dict | None = None
+    base: dict,
+    variant: str,
+    noise: str,
+    seed: int,
+    n_train: int,
+    epochs: int,
+    device: str = "cpu",
+    threads: int | None = None,
+    variants: dict | None = None,
 ) -> RunConfig:
     data = json.loads(json.dumps(base))
     data["seed"] = seed
@@ -150,9 +158,11 @@ def rows(results: dict) -> list[dict]:
     for key, r in results["runs"].items():
         method, noise, seed = key.split("|")
         out.append({
-            "method": method, "noise": noise, "seed": int(seed), "test_mAP_last3": r["test_mAP_last3_mean"], "test_mAP_best_val": r["test_mAP_at_best_val"],
-            "selection_precision": r.get("selection_precision"), "correction_precision": _run_correction_precision(r), "residual_noise": r.get("residual_noise"),
-            "observed_noise": r.get("noise_rate_mean"), "labels_changed": r.get("labels_changed"), "correction_precision_last_epoch": r.get("correction_precision"),
+            "method": method, "noise": noise, "seed": int(seed),
+            "test_mAP_last3": r["test_mAP_last3_mean"], "test_mAP_best_val": r["test_mAP_at_best_val"],
+            "selection_precision": r.get("selection_precision"), "correction_precision": _run_correction_precision(r),
+            "residual_noise": r.get("residual_noise"), "observed_noise": r.get("noise_rate_mean"),
+            "labels_changed": r.get("labels_changed"), "correction_precision_last_epoch": r.get("correction_precision"),
             "corrections_last_epoch": r.get("corrections"), "seconds": r.get("seconds"),
         })  # fmt: skip
     return out
@@ -170,7 +180,8 @@ def table(results: dict, variants: dict | None = None) -> str:
     lines = [
         "# Methods on digits-mosaic",
         "",
-        f"Written by `benchmarks/compare_methods.py` on {setup.get('device', 'cpu')} ({setup['n_train']} training mosaics, 32 px, timm resnet18, "
+        f"Written by `benchmarks/compare_methods.py` on {setup.get('device', 'cpu')} ({setup['n_train']} training mosaics, 32 "
+        "px, timm resnet18, "
         f"{setup['epochs']} epochs, batch {setup['batch_size']}, Adam + OneCycle at lr {setup['lr']:g}; method defaults: "
         f"{defaults}; float32). Mean ± std over the seeds run "
         "(column n). Test mAP: mean of the last 3 epochs and at the best clean-validation epoch. Selection figures: "
@@ -183,18 +194,23 @@ def table(results: dict, variants: dict | None = None) -> str:
         lines += [
             f"## Noise: {noise}",
             "",
-            "| method | n | test mAP (last 3) | test mAP (best val) | sel. precision | sel. recall | labels changed (run) | their precision | residual noise |",
+            "| method | n | test mAP (last 3) | test mAP (best val) | sel. precision | sel. recall | labels changed (run) | "
+            "their precision | residual noise |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for variant in variants or ALL_VARIANTS:
             runs = [r for k, r in results["runs"].items() if k.startswith(f"{variant}|{noise}|")]
             if not runs:
                 continue
-            col = lambda key: [r.get(key) for r in runs]  # noqa: E731
+
+            def col(key, runs=runs):
+                return [r.get(key) for r in runs]
+
             lines.append(
                 f"| {variant} | {len(runs)} | {_mean_std(col('test_mAP_last3_mean'))} | {_mean_std(col('test_mAP_at_best_val'))} | "
                 f"{_mean_std_ratio(col('selection_precision'))} | {_mean_std_ratio(col('selection_recall'))} | "
-                f"{_mean_std(col('labels_changed'))} | {_mean_std_ratio(col('labels_changed_precision'))} | {_mean_std_ratio(col('residual_noise'))} |"
+                f"{_mean_std(col('labels_changed'))} | {_mean_std_ratio(col('labels_changed_precision'))} | "
+                f"{_mean_std_ratio(col('residual_noise'))} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -208,7 +224,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", dest="variant_set", choices=list(VARIANT_SETS), default="rev1", help="rev2: METHODS.md revision 2's rows (ASL, shipped defaults)")
+    parser.add_argument(
+        "--set",
+        dest="variant_set",
+        choices=list(VARIANT_SETS),
+        default="rev1",
+        help="rev2: METHODS.md revision 2's rows (ASL, shipped defaults)",
+    )
     parser.add_argument("--variants", nargs="+", default=None, help="default: the set's main comparison (rev1: without the investigations)")
     parser.add_argument("--noises", nargs="+", default=list(NOISES), choices=list(NOISES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -217,7 +239,13 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "methods.json"))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (several benchmark processes on one machine)")
-    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="add the runs of these result files (same setup) to --results, then write the table")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="add the runs of these result files (same setup) to --results, then write the table",
+    )
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
     variants = VARIANT_SETS[args.variant_set]
@@ -229,7 +257,13 @@ def main(argv=None) -> int:
     base = read_yaml(REPO / "benchmarks" / "base.yaml")
     base_cfg = from_dict(RunConfig, base)
     path = Path(args.results)
-    setup = {"n_train": args.n_train, "epochs": args.epochs, "batch_size": base_cfg.data.batch_size, "lr": base_cfg.optim.lr, "device": args.device}
+    setup = {
+        "n_train": args.n_train,
+        "epochs": args.epochs,
+        "batch_size": base_cfg.data.batch_size,
+        "lr": base_cfg.optim.lr,
+        "device": args.device,
+    }
     results = json.loads(path.read_text()) if path.exists() else {"setup": setup, "runs": {}}
     results["setup"].setdefault("device", "cpu")
     for other in args.merge:
@@ -251,9 +285,15 @@ def main(argv=None) -> int:
                     if key in results["runs"]:
                         continue
                     print(f"== {key}", flush=True)
-                    results["runs"][key] = run_one(run_config(base, variant, noise, seed, args.n_train, args.epochs, args.device, args.threads, variants))
+                    results["runs"][key] = run_one(
+                        run_config(base, variant, noise, seed, args.n_train, args.epochs, args.device, args.threads, variants)
+                    )
                     r = results["runs"][key]
-                    print(f"   -> test mAP last3 {r['test_mAP_last3_mean']:.2f}, best-val {r['test_mAP_at_best_val']:.2f}, {r['seconds']:.0f} s", flush=True)
+                    print(
+                        f"   -> test mAP last3 {r['test_mAP_last3_mean']:.2f}, best-val {r['test_mAP_at_best_val']:.2f}, "
+                        f"{r['seconds']:.0f} s",
+                        flush=True,
+                    )
                     path.parent.mkdir(parents=True, exist_ok=True)
                     _write_atomic(path, json.dumps(results, indent=1) + "\n")
     md = table(results, variants)

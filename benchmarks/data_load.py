@@ -93,7 +93,9 @@ def write_images(root: Path, count: int) -> dict[str, list[str]]:
         base = np.linspace(0, 200, 640, dtype=np.float32)[None, :, None] + rng.normal(0, 12, (480, 640, 3))
         Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB").save(root / f"f{i}.png")
         out["png 640x480 rgb"].append(f"f{i}.png")
-        tifffile.imwrite(root / f"t{i}.tif", rng.integers(0, 255, (4, 304, 304), dtype=np.uint8), photometric="minisblack", planarconfig="separate")
+        tifffile.imwrite(
+            root / f"t{i}.tif", rng.integers(0, 255, (4, 304, 304), dtype=np.uint8), photometric="minisblack", planarconfig="separate"
+        )
         out["tiff 304x304 4-band"].append(f"t{i}.tif")
         tifffile.imwrite(root / f"u{i}.tif", rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), photometric="rgb")
         out["tiff 256x256 rgb"].append(f"u{i}.tif")
@@ -146,7 +148,9 @@ def main() -> None:
         write_sewer_table(tmp / "sewer", args.rows)
         print(f"wrote {args.rows} rows and files in {time.perf_counter() - start:.0f} s")
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.run([sys.executable, __file__, "--measure-table", str(tmp / "sewer")], env=env, capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--measure-table", str(tmp / "sewer")], env=env, capture_output=True, text=True, check=True
+        )
         table = json.loads(proc.stdout.strip().splitlines()[-1])
         decoding = measure_decoding(tmp / "images", write_images(tmp / "images", args.images))
 
@@ -154,7 +158,10 @@ def main() -> None:
     print(f"  parse + validate labels   {table['parse_and_validate_s']:6.2f} s")
     print(f"  list folder + check files {table['file_check_s']:6.2f} s")
     print(f"  total                     {table['total_s']:6.2f} s")
-    print(f"  peak memory added         {table['peak_added_mb']:6.0f} MB  (labels {table['labels_mb']:.0f} MB, names {table['names_mb']:.0f} MB kept; imports {table['imports_mb']:.0f} MB before)")
+    print(
+        f"  peak memory added         {table['peak_added_mb']:6.0f} MB  (labels {table['labels_mb']:.0f} MB, names "
+        f"{table['names_mb']:.0f} MB kept; imports {table['imports_mb']:.0f} MB before)"
+    )
     print("\nDecoding + training transform at 224 px, one process (= one DataLoader worker)")
     for row in decoding:
         print(f"  {row['format']:<22} {row['images_per_s']:7.1f} images/s  ({row['images']} images)")

@@ -77,7 +77,9 @@ def main(argv=None) -> int:
             factory = lambda c, observed, clean: FixedLabels(observed, clean, AsymmetricLoss.from_config(c.loss), num_networks=2)  # noqa: E731
             t = Trainer(cfg, data=data, method_factory=factory)
         else:
-            c = load_run_config(args.config, ["data.n_train=1024", "noise.mode=complex", *args.overrides, *[f"method.{k}={v}" for k, v in method.items()]])
+            c = load_run_config(
+                args.config, ["data.n_train=1024", "noise.mode=complex", *args.overrides, *[f"method.{k}={v}" for k, v in method.items()]]
+            )
             t = Trainer(c, data=data)
         for net in t.nets:
             net.train()
@@ -114,7 +116,11 @@ def main(argv=None) -> int:
                 "history_bytes_per_sample_class_network": state_bytes(t.method, "histories") / (n * c * len(t.nets)),
             }
         )
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.runtime.device != "cpu" else f"CPU ({torch.get_num_threads()} threads)"
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() and cfg.runtime.device != "cpu"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     result = {
         "config": relative(args.config),
         "overrides": args.overrides,
@@ -128,7 +134,10 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     print(f"{cfg.model.name} at {cfg.data.image_size} px, batch {cfg.data.batch_size}, {device}; median of {args.steps} steps")
-    print(f"{'method':>18} | {'nets':>4} | {'views':>5} | {'step ms':>8} | {'vs 2 ASL':>8} | {'state B/(sample*class*net)':>26} | {'of which history':>16}")
+    print(
+        f"{'method':>18} | {'nets':>4} | {'views':>5} | {'step ms':>8} | {'vs 2 ASL':>8} | {'state B/(sample*class*net)':>26} "
+        f"| {'of which history':>16}"
+    )
     for r in rows:
         print(
             f"{r['method']:>18} | {r['networks']:>4} | {r['views']:>5} | {r['step_ms']:>8.1f} | {r['vs_two_asl_steps']:>8.2f} | "

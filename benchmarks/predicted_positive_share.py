@@ -49,7 +49,11 @@ def main(epochs: int = 6) -> int:
                 "mean_p_clean_negatives": float(p[clean == 0].mean()),
             }
             rows.append(row)
-            print(f"{label:>26} | epoch {epoch + 1} | p > 0.5 on {row['share_p_above_half']:.3f} of entries | truly positive {row['share_truly_positive']:.3f} | mean p on clean negatives {row['mean_p_clean_negatives']:.3f}", flush=True)
+            print(
+                f"{label:>26} | epoch {epoch + 1} | p > 0.5 on {row['share_p_above_half']:.3f} of entries | truly positive "
+                f"{row['share_truly_positive']:.3f} | mean p on clean negatives {row['mean_p_clean_negatives']:.3f}",
+                flush=True,
+            )
     out = REPO / "benchmarks" / "results" / "predicted_positive_share.json"
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print("wrote benchmarks/results/predicted_positive_share.json")

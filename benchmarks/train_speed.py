@@ -46,7 +46,11 @@ def main(argv=None) -> int:
     data = synthetic_bundle(args.synthetic, cfg.data.image_size) if args.synthetic else build_dataset(cfg)
     rows = []
     for n in args.networks:
-        trainer = Trainer(cfg, data=data, method_factory=lambda c, observed, clean, n=n: FixedLabels(observed, clean, AsymmetricLoss.from_config(c.loss), num_networks=n))
+        trainer = Trainer(
+            cfg,
+            data=data,
+            method_factory=lambda c, observed, clean, n=n: FixedLabels(observed, clean, AsymmetricLoss.from_config(c.loss), num_networks=n),
+        )
         if trainer.rt.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         trainer.train_one_epoch(0)  # warm-up: allocator, cudnn autotuning, first-touch
@@ -63,7 +67,11 @@ def main(argv=None) -> int:
     for row in rows:
         row["speed_vs_first"] = row["images_per_s"] / base
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.runtime.device != "cpu" else f"CPU ({torch.get_num_threads()} threads)"
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() and cfg.runtime.device != "cpu"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     result = {
         "config": relative(args.config),
         "overrides": args.overrides,

@@ -49,7 +49,9 @@ def cli(command: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     env.setdefault("RAY_AUTH_MODE", "disabled")
     main = {"train": "train_main", "tune": "tune_main"}[command]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", f"from mhss_ray.cli import {main}; {main}()", *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from mhss_ray.cli import {main}; {main}()", *args], env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"mhss-{command} {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -90,8 +92,13 @@ def overhead(space: Path, work: Path, epochs: int, cpus: int, repeats: int) -> d
     def study(run: int, workers: int) -> dict:
         name = f"single_w{workers}_{run}"
         tune_block = {
-            "num_samples": 1, "max_concurrent_trials": 1, "scheduler": {"name": "fifo"}, "search_alg": {"name": "random", "seed": 0},
-            "resources": {"workers": workers, "cpus_per_worker": cpus}, "storage_path": str(work / "studies"), "name": name,
+            "num_samples": 1,
+            "max_concurrent_trials": 1,
+            "scheduler": {"name": "fifo"},
+            "search_alg": {"name": "random", "seed": 0},
+            "resources": {"workers": workers, "cpus_per_worker": cpus},
+            "storage_path": str(work / "studies"),
+            "name": name,
         }
         space_file = work / f"{name}.yaml"
         space_file.write_text(yaml.safe_dump({**data, "tune": tune_block}))
@@ -100,7 +107,13 @@ def overhead(space: Path, work: Path, epochs: int, cpus: int, repeats: int) -> d
         epoch_s = [r["epoch_seconds"] for r in rows]
         trial_s = rows[-1]["time_total_s"]
         how = "mhss-tune, in-process (workers: 0)" if workers == 0 else "mhss-tune, Ray Train (workers: 1)"
-        return {"how": how, "epoch_s": steady(epoch_s), "startup_s": trial_s - sum(epoch_s), "study_startup_s": wall - trial_s, "wall_s": wall}
+        return {
+            "how": how,
+            "epoch_s": steady(epoch_s),
+            "startup_s": trial_s - sum(epoch_s),
+            "study_startup_s": wall - trial_s,
+            "wall_s": wall,
+        }
 
     # the three ways run in turn, `repeats` times; each keeps its fastest run (a shared machine only
     # ever adds time), and every run is recorded
@@ -111,7 +124,14 @@ def overhead(space: Path, work: Path, epochs: int, cpus: int, repeats: int) -> d
     for how in dict.fromkeys(r["how"] for r in runs):
         mine = [r for r in runs if r["how"] == how]
         best = min(mine, key=lambda r: r["epoch_s"])
-        results.append({**best, "startup_s": min(r["startup_s"] for r in mine), "epoch_s_all": [r["epoch_s"] for r in mine], "startup_s_all": [r["startup_s"] for r in mine]})
+        results.append(
+            {
+                **best,
+                "startup_s": min(r["startup_s"] for r in mine),
+                "epoch_s_all": [r["epoch_s"] for r in mine],
+                "startup_s_all": [r["startup_s"] for r in mine],
+            }
+        )
     base = results[0]["epoch_s"]
     for r in results:
         r["epoch_ratio"] = r["epoch_s"] / base
@@ -129,7 +149,14 @@ def asha_vs_fifo(space: Path, work: Path, samples: int) -> dict:
         ("fifo", {"name": "fifo"}, {"name": "random", "seed": 0}),
         ("asha_hyperopt", data["tune"]["scheduler"], data["tune"]["search_alg"]),
     ):
-        tune_block = {**data["tune"], "num_samples": samples, "scheduler": scheduler, "search_alg": search_alg, "storage_path": str(work / "studies"), "name": label}
+        tune_block = {
+            **data["tune"],
+            "num_samples": samples,
+            "scheduler": scheduler,
+            "search_alg": search_alg,
+            "storage_path": str(work / "studies"),
+            "name": label,
+        }
         space_file = work / f"{label}.yaml"
         space_file.write_text(yaml.safe_dump({**data, "tune": tune_block}))
         wall, _ = cli("tune", "--space", str(space_file))
@@ -198,9 +225,16 @@ def main(argv=None) -> int:
             f, h = a["fifo"], a["asha_hyperopt"]
             print(f"\n2. {samples} trials, max_t {a['max_t']} epochs")
             print(f"FIFO:           {f['epochs']} epochs, best final val_mAP {f['best_final_val_mAP']:.2f}, {f['wall_s']:.0f} s")
-            share = "never" if h["share_of_fifo_epochs"] is None else f"{h['epochs_to_within_1_point']} epochs = {100 * h['share_of_fifo_epochs']:.0f}% of FIFO's"
+            share = (
+                "never"
+                if h["share_of_fifo_epochs"] is None
+                else f"{h['epochs_to_within_1_point']} epochs = {100 * h['share_of_fifo_epochs']:.0f}% of FIFO's"
+            )
             best = "none completed" if h["best_final_val_mAP"] is None else f"{h['best_final_val_mAP']:.2f}"
-            print(f"ASHA+HyperOpt:  {h['epochs']} epochs, best final val_mAP {best}, {h['stopped_early']} trials stopped early, {h['wall_s']:.0f} s")
+            print(
+                f"ASHA+HyperOpt:  {h['epochs']} epochs, best final val_mAP {best}, {h['stopped_early']} trials stopped early, "
+                f"{h['wall_s']:.0f} s"
+            )
             print(f"a trial completed within 1 point of FIFO's best after {share}")
         write_result(out, result)
     finally:

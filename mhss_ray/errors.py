@@ -1,6 +1,5 @@
 """User-facing errors: one line that names the file, row or YAML key, exit code 2, no traceback."""
 
-
 # The longest error line a user sees (the program name in front adds ~20): whatever a message quotes
 # (a value, a key list, a path) is cut, never a screenful.
 MAX_MESSAGE = 270

@@ -81,11 +81,15 @@ def check_replaceable(folder: Path, kind: FolderKind, what: str) -> None:
         return
     if not kind.owns(folder):
         raise UserError(
-            f"{folder}: holds files that {kind.tool} did not write (no {kind.marker} marker), so it is not replaced; choose another {what} or empty it yourself"
+            f"{folder}: holds files that {kind.tool} did not write (no {kind.marker} marker), so it is not replaced; choose "
+            f"another {what} or empty it yourself"
         )
     foreign = sorted(e.name for e in folder.iterdir() if not kind.wrote(e.name))
     if foreign:
-        raise UserError(f"{folder}: holds {foreign[0]!r}, which {kind.tool} did not write, so the folder is not replaced; move it out or choose another {what}")
+        raise UserError(
+            f"{folder}: holds {foreign[0]!r}, which {kind.tool} did not write, so the folder is not replaced; move it out or "
+            f"choose another {what}"
+        )
 
 
 def remove_owned(folder: Path, kind: FolderKind) -> None:

@@ -25,7 +25,12 @@ TINY_SPACE = {
         "num_samples": 5,
         "max_concurrent_trials": 2,
         "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
-        "search_alg": {"name": "hyperopt", "n_initial_points": 2, "seed": 7, "points_to_evaluate": [{"method.alpha": 1.0, "optim.lr": 1e-3}]},
+        "search_alg": {
+            "name": "hyperopt",
+            "n_initial_points": 2,
+            "seed": 7,
+            "points_to_evaluate": [{"method.alpha": 1.0, "optim.lr": 1e-3}],
+        },
         "resources": {"workers": 0, "cpus_per_worker": 1},
     },
 }
@@ -34,9 +39,16 @@ TINY_SPACE = {
 # The demo space on a tiny budget: same search, scheduler and search algorithm, smaller everything
 # else (see tiny_demo_space for the warm-up, q and learning rate).
 DEMO_TINY = [
-    "data.image_size=16", "data.n_train=128", "data.n_val=48", "data.n_test=48", "data.batch_size=32",
-    "schedule.epochs=4", "runtime.threads=1", "tune.scheduler.grace_period=1",
-    "tune.search_alg.n_initial_points=2", "tune.max_concurrent_trials=2",
+    "data.image_size=16",
+    "data.n_train=128",
+    "data.n_val=48",
+    "data.n_test=48",
+    "data.batch_size=32",
+    "schedule.epochs=4",
+    "runtime.threads=1",
+    "tune.scheduler.grace_period=1",
+    "tune.search_alg.n_initial_points=2",
+    "tune.max_concurrent_trials=2",
 ]
 
 
@@ -62,7 +74,16 @@ def run_demo_study(tmp_path: Path, workers: int, trials: int = 5, baselines: boo
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
     extra = [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] + ([] if baselines else ["tune.baselines=[]"])
     sets = [a for s in DEMO_TINY + extra for a in ("--set", s)]
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(tiny_demo_space(tmp_path)), "--storage", str(storage), *sets]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mhss_ray.cli import tune_main; tune_main()",
+        "--space",
+        str(tiny_demo_space(tmp_path)),
+        "--storage",
+        str(storage),
+        *sets,
+    ]
     return storage, cmd, env, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -56,7 +56,12 @@ def test_train_writes_metrics_checkpoint_summary_and_resumes(tmp_path, tiny_yaml
 def test_killed_run_resumes_where_it_stopped(tmp_path, tiny_yaml, cli_env):
     out = tmp_path / "run"
     metrics = out / "metrics.jsonl"
-    proc = subprocess.Popen(TRAIN + ["--config", str(tiny_yaml), "--out", str(out), "--set", "schedule.epochs=4"], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        TRAIN + ["--config", str(tiny_yaml), "--out", str(out), "--set", "schedule.epochs=4"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (out / "checkpoint" / "checkpoint.pt").exists():
@@ -104,4 +109,3 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_yaml, c
 def test_missing_config_and_resume_without_run(tmp_path, cli_env):
     assert_one_line_error(run(["--config", tmp_path / "nope.yaml", "--out", tmp_path / "o"], cli_env), "nope.yaml: no such file")
     assert_one_line_error(run(["--resume", "--out", tmp_path], cli_env), "holds no run to resume")
-

@@ -21,7 +21,23 @@ UCMERCED_CLASSES = [
     "airplane", "bare-soil", "buildings", "cars", "chaparral", "court", "dock", "field", "grass",
     "mobile-home", "pavement", "sand", "sea", "ship", "tanks", "trees", "water",
 ]  # fmt: skip
-TREESAT_GENERA = ["Abies", "Acer", "Alnus", "Betula", "Cleared", "Fagus", "Fraxinus", "Larix", "Picea", "Pinus", "Populus", "Prunus", "Pseudotsuga", "Quercus", "Tilia"]
+TREESAT_GENERA = [
+    "Abies",
+    "Acer",
+    "Alnus",
+    "Betula",
+    "Cleared",
+    "Fagus",
+    "Fraxinus",
+    "Larix",
+    "Picea",
+    "Pinus",
+    "Populus",
+    "Prunus",
+    "Pseudotsuga",
+    "Quercus",
+    "Tilia",
+]
 
 
 def random_labels(n: int, c: int, rng: np.random.Generator, p: float = 0.25) -> np.ndarray:
@@ -113,7 +129,16 @@ def write_sewerml(root: Path, n_train: int = 30, n_val: int = 10, size: int = 32
     return out
 
 
-def write_manifest(root: Path, n: int = 36, size: int = 32, classes: tuple[str, ...] = ("crack", "root", "deposit", "joint"), fmt: str = "csv", label_list: bool = False, with_split: bool = True, seed: int = 0):
+def write_manifest(
+    root: Path,
+    n: int = 36,
+    size: int = 32,
+    classes: tuple[str, ...] = ("crack", "root", "deposit", "joint"),
+    fmt: str = "csv",
+    label_list: bool = False,
+    with_split: bool = True,
+    seed: int = 0,
+):
     """images/img_NNN.png and manifest.csv / manifest.parquet: file, 0/1 class columns or one
     ';'-separated `labels` column, and optionally a train/val/test `split` column."""
     import pandas as pd

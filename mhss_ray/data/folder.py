@@ -135,4 +135,6 @@ def make_bundle(
         Split(ImageFiles(test.folder, test.names, reader, [t.eval], size), test.labels),
     ]
     rows, labels = verified if verified is not None else (None, None)
-    return DataBundle(cfg.data.name, class_names, reader.channels, *splits, class_weights=weights, verified_rows=rows, verified_labels=labels)
+    return DataBundle(
+        cfg.data.name, class_names, reader.channels, *splits, class_weights=weights, verified_rows=rows, verified_labels=labels
+    )

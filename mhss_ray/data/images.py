@@ -92,7 +92,15 @@ class ImageFiles(Dataset):
     """Item i -> (transformed image, i); with several transforms, a tuple of views. `weak` is the
     training transform without RandAugment, for DISC's weak view (`two_views`)."""
 
-    def __init__(self, folder: str | Path, names: pa.StringArray, reader: ImageReader, transforms: list[Callable], size: int, weak: Callable | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        names: pa.StringArray,
+        reader: ImageReader,
+        transforms: list[Callable],
+        size: int,
+        weak: Callable | None = None,
+    ):
         self.folder, self.names, self.reader, self.transforms, self.size, self.weak = str(folder), names, reader, transforms, size, weak
 
     def __len__(self) -> int:

@@ -54,7 +54,17 @@ class FromBandsArray:
 def _rgb(cfg: DataConfig, mean, std, train: bool, randaugment: str | None) -> Callable:
     size = (3, cfg.image_size, cfg.image_size)
     if train:
-        t = create_transform(size, is_training=True, scale=CROP_SCALE, hflip=0.5, color_jitter=None, auto_augment=randaugment, interpolation="bilinear", mean=mean, std=std)
+        t = create_transform(
+            size,
+            is_training=True,
+            scale=CROP_SCALE,
+            hflip=0.5,
+            color_jitter=None,
+            auto_augment=randaugment,
+            interpolation="bilinear",
+            mean=mean,
+            std=std,
+        )
     else:
         t = create_transform(size, is_training=False, crop_pct=1.0, crop_mode="squash", interpolation="bilinear", mean=mean, std=std)
     return FromRGBArray(t)
@@ -62,7 +72,11 @@ def _rgb(cfg: DataConfig, mean, std, train: bool, randaugment: str | None) -> Ca
 
 def _bands(cfg: DataConfig, mean, std, train: bool) -> Callable:
     s = cfg.image_size
-    head = [v2.RandomResizedCrop(s, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()] if train else [v2.Resize((s, s), antialias=True)]
+    head = (
+        [v2.RandomResizedCrop(s, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()]
+        if train
+        else [v2.Resize((s, s), antialias=True)]
+    )
     t = v2.Compose([*head, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
     return FromBandsArray(t)
 
@@ -73,7 +87,9 @@ def build_transforms(cfg: DataConfig, chans: int, mean: list[float], std: list[f
         try:
             train = _rgb(cfg, mean, std, True, randaugment)
         except (AssertionError, ValueError, KeyError, IndexError) as exc:
-            raise UserError(f"data.randaugment: {cfg.randaugment!r} is not a timm RandAugment spec such as rand-m9-mstd0.5 ({exc})") from None
+            raise UserError(
+                f"data.randaugment: {cfg.randaugment!r} is not a timm RandAugment spec such as rand-m9-mstd0.5 ({exc})"
+            ) from None
         return ImageTransforms(train, _rgb(cfg, mean, std, True, None), _rgb(cfg, mean, std, False, None))
     train = _bands(cfg, mean, std, True)
     return ImageTransforms(train, train, _bands(cfg, mean, std, False))

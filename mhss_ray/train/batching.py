@@ -19,8 +19,8 @@ from .distributed import World
 
 
 class EvenBatches(Sampler[list[int]]):
-    def __init__(self, num_samples: int, batch_size: int, seed: int, world: World = World()):
-        self.num_samples, self.batch_size, self.seed, self.world = num_samples, batch_size, seed, world
+    def __init__(self, num_samples: int, batch_size: int, seed: int, world: World | None = None):
+        self.num_samples, self.batch_size, self.seed, self.world = num_samples, batch_size, seed, world or World()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -27,7 +27,9 @@ def create_network(cfg: ModelConfig, num_classes: int, in_chans: int) -> torch.n
     except (RuntimeError, OSError, KeyError, ValueError) as exc:
         if not cfg.pretrained_path:
             raise
-        raise UserError(f"model.pretrained_path: {cfg.pretrained_path}: cannot load into {cfg.name} ({str(exc).splitlines()[0][:200]})") from None
+        raise UserError(
+            f"model.pretrained_path: {cfg.pretrained_path}: cannot load into {cfg.name} ({str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def create_ema(net: torch.nn.Module, decay: float) -> ModelEmaV3:

@@ -1,9 +1,9 @@
 """The output folder of a plain `mhss-train` run.
 
-    config.yaml     the resolved run config (what --resume reads back)
-    metrics.jsonl   one JSON line per epoch
-    checkpoint/     the latest epoch's checkpoint (replaced atomically)
-    summary.json, summary.md   written at the end
+config.yaml     the resolved run config (what --resume reads back)
+metrics.jsonl   one JSON line per epoch
+checkpoint/     the latest epoch's checkpoint (replaced atomically)
+summary.json, summary.md   written at the end
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 
 # Everything a run writes into its folder; --overwrite removes these and nothing else.
-RUN = FolderKind("mhss-train", ".mhss-run", (".mhss-run", "config.yaml", "metrics.jsonl", "checkpoint", "summary.json", "summary.md", "*.tmp"))
+RUN = FolderKind(
+    "mhss-train", ".mhss-run", (".mhss-run", "config.yaml", "metrics.jsonl", "checkpoint", "summary.json", "summary.md", "*.tmp")
+)
 
 
 def run_inputs(cfg: RunConfig) -> dict:
@@ -74,7 +76,9 @@ class RunFolder:
             state = load_checkpoint(self.checkpoint_dir)
             changed = first_difference(state["config"], cfg.to_dict())
             if changed:
-                raise UserError(f"{self.config_file}: {changed} differs from the checkpoint's config; a run resumes with the config it started with")
+                raise UserError(
+                    f"{self.config_file}: {changed} differs from the checkpoint's config; a run resumes with the config it started with"
+                )
         last_done = state["epoch"] if state else 0
         kept = [m for m in self.read_metrics() if m["epoch"] <= last_done]
         self._write_atomic(self.metrics_file, "".join(json.dumps(m) + "\n" for m in kept))
@@ -165,7 +169,9 @@ def summary_markdown(s: dict, cfg: RunConfig) -> str:
     lines = [
         f"# Run summary: {cfg.method.name} on {cfg.data.name} ({cfg.model.name})",
         "",
-        f"Noise: {cfg.noise.mode}" + (f" (eps = {cfg.noise.rate})" if cfg.noise.mode != "none" else "") + f", realised mean eps_c {s['noise_rate_mean']:.4f}.",
+        f"Noise: {cfg.noise.mode}"
+        + (f" (eps = {cfg.noise.rate})" if cfg.noise.mode != "none" else "")
+        + f", realised mean eps_c {s['noise_rate_mean']:.4f}.",
         "",
         "| figure | value |",
         "| --- | --- |",

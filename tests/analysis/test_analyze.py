@@ -77,14 +77,29 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     assert cfg["method"]["alpha"] == pytest.approx(best["method.alpha"]) and cfg["method"]["noise_rates"][9] == pytest.approx(best["eps_9"])
     run = subprocess.run(
-        [sys.executable, "-c", "from mhss_ray.cli import train_main; train_main()", "--config", str(config), "--out", str(tmp_path / "rerun")],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from mhss_ray.cli import train_main; train_main()",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "rerun"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (tmp_path / "rerun" / "metrics.jsonl").read_text().count("\n") == cfg["schedule"]["epochs"]  # as is: a shorter run would cut its warm-up
+    assert (tmp_path / "rerun" / "metrics.jsonl").read_text().count("\n") == cfg["schedule"][
+        "epochs"
+    ]  # as is: a shorter run would cut its warm-up
 
     pngs = sorted(out.glob("*.png"))
-    assert [p.name for p in pngs] == sorted(f"demo_{n}.png" for n in ("metric_vs_alpha", "learning_curves", "per_class_ap", "selection", "noise_rates"))
+    assert [p.name for p in pngs] == sorted(
+        f"demo_{n}.png" for n in ("metric_vs_alpha", "learning_curves", "per_class_ap", "selection", "noise_rates")
+    )
     for png in pngs:
         pixels = np.asarray(Image.open(png).convert("L"))
         assert min(pixels.shape) > 200 and pixels.std() > 5, f"{png.name} looks empty"

@@ -46,7 +46,9 @@ def test_launcher_yaml_passes_rays_own_validation(name):
         assert {t["resources"].get("GPU") for n, t in types.items() if n != config["head_node_type"]} == {1, 8}
         assert config["idle_timeout_minutes"] > 0 and all("max_workers" in t for n, t in types.items() if n != config["head_node_type"])
     else:
-        assert config["provider"]["type"] == "local" and {"head_ip", "worker_ips"} <= set(config["provider"]) and "ssh_user" in config["auth"]
+        assert (
+            config["provider"]["type"] == "local" and {"head_ip", "worker_ips"} <= set(config["provider"]) and "ssh_user" in config["auth"]
+        )
 
 
 def unknown_key(config):
@@ -64,7 +66,10 @@ def fractional_resource(config):
 @pytest.mark.parametrize("name", LAUNCHERS)
 @pytest.mark.parametrize(
     "break_it, expected",
-    [(unknown_key, "Additional properties are not allowed ('max_worker' was unexpected)"), (fractional_resource, "0.5 is not of type 'integer'")],
+    [
+        (unknown_key, "Additional properties are not allowed ('max_worker' was unexpected)"),
+        (fractional_resource, "0.5 is not of type 'integer'"),
+    ],
     ids=["unknown-key", "fractional-resource"],
 )
 def test_a_broken_copy_fails(name, break_it, expected):
@@ -111,7 +116,9 @@ def test_storage_check_accepts_a_declared_shared_folder_and_a_local_cluster():
 
 
 def test_storage_check_refuses_a_local_folder_with_a_remote_address():
-    with pytest.raises(UserError, match=r"tune.storage_path: runs/studies is local, the other nodes of --address auto cannot write it; .* --shared-storage"):
+    with pytest.raises(
+        UserError, match=r"tune.storage_path: runs/studies is local, the other nodes of --address auto cannot write it; .* --shared-storage"
+    ):
         check_storage("runs/studies", "auto", shared=False)
 
 
@@ -120,6 +127,8 @@ def test_mhss_tune_refuses_it_before_connecting(cli_env, tmp_path):
     import sys
 
     cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(REPO / "search_spaces" / "demo.yaml")]
-    proc = subprocess.run(cmd + ["--address", "127.0.0.1:1", "--storage", str(tmp_path / "studies")], env=cli_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        cmd + ["--address", "127.0.0.1:1", "--storage", str(tmp_path / "studies")], env=cli_env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--shared-storage" in proc.stderr, proc.stderr
     assert not (tmp_path / "studies").exists()

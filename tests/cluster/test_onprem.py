@@ -127,7 +127,17 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     space = tmp_path / "nodeloss.yaml"
     space.write_text(yaml.safe_dump(data))
     storage = tmp_path / "studies"
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--address", nodes.address, "--storage", str(storage)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mhss_ray.cli import tune_main; tune_main()",
+        "--space",
+        str(space),
+        "--address",
+        nodes.address,
+        "--storage",
+        str(storage),
+    ]
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--shared-storage" in refused.stderr, refused.stderr  # a local folder needs the declaration
 

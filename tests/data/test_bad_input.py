@@ -13,7 +13,18 @@ FAST = ["--set", "data.image_size=16", "--set", "data.batch_size=8", "--set", "s
 
 def train(capsys, tmp_path, name, root, *extra):
     out = tmp_path / "out"
-    args = ["--config", "benchmarks/base.yaml", "--out", str(out), "--set", f"data.name={name}", "--set", f"data.root={root}", *FAST, *extra]
+    args = [
+        "--config",
+        "benchmarks/base.yaml",
+        "--out",
+        str(out),
+        "--set",
+        f"data.name={name}",
+        "--set",
+        f"data.root={root}",
+        *FAST,
+        *extra,
+    ]
     with pytest.raises(SystemExit) as exit_info:
         train_main(args)
     return exit_info.value.code, capsys.readouterr(), out
@@ -63,13 +74,23 @@ def test_label_value_that_is_not_0_or_1(capsys, tmp_path):
     fields[3] = "2"  # 'buildings' of the third image
     lines[3] = "\t".join(fields)
     txt.write_text("\n".join(lines) + "\n")
-    assert_user_error(capsys, tmp_path, "ucmerced", tmp_path, ["LandUse_Multilabeled.txt line 4:", "column 'buildings' holds 2 (expected 0 or 1)"])
+    assert_user_error(
+        capsys, tmp_path, "ucmerced", tmp_path, ["LandUse_Multilabeled.txt line 4:", "column 'buildings' holds 2 (expected 0 or 1)"]
+    )
 
 
 def test_unknown_class_name(capsys, tmp_path):
     fixtures.write_manifest(tmp_path, label_list=True)
     assert_user_error(
-        capsys, tmp_path, "manifest", tmp_path, ["manifest.csv line", "unknown class"], "--set", "data.labels_column=labels", "--set", "data.classes=[crack, root, deposit]"
+        capsys,
+        tmp_path,
+        "manifest",
+        tmp_path,
+        ["manifest.csv line", "unknown class"],
+        "--set",
+        "data.labels_column=labels",
+        "--set",
+        "data.classes=[crack, root, deposit]",
     )
 
 
@@ -186,7 +207,15 @@ def test_an_error_exit_never_aborts(tmp_path, cli_env):
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "manifest.csv").write_text("file,crack,root\n")
-    cmd = [sys.executable, "-c", "from mhss_ray.cli import train_main; train_main()", "--config", "benchmarks/base.yaml", "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mhss_ray.cli import train_main; train_main()",
+        "--config",
+        "benchmarks/base.yaml",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     cmd += ["--set", "data.name=manifest", "--set", f"data.root={tmp_path / 'data'}"]
     codes = []
     for _ in range(2):

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
@@ -93,7 +92,13 @@ def test_sewerml_clean_subset_gives_verified_rows(tmp_path):
     verified = labels[:10].copy()
     verified[:, 0] = 1 - verified[:, 0]  # the verifier disagrees with the inspector on RB
     (tmp_path / "verified.csv").write_text(fixtures.sewer_csv(names[:10], verified))
-    cfg = from_dict(RunConfig, {"data": {"name": "sewerml", "root": str(tmp_path), "val_fraction": 0.2}, "noise": {"mode": "real", "clean_subset": "verified.csv"}})
+    cfg = from_dict(
+        RunConfig,
+        {
+            "data": {"name": "sewerml", "root": str(tmp_path), "val_fraction": 0.2},
+            "noise": {"mode": "real", "clean_subset": "verified.csv"},
+        },
+    )
     bundle = build_dataset(cfg)
     train_names = bundle.train.images.names.to_pylist()
     in_train = [n for n in names[:10] if n in train_names]
@@ -139,7 +144,18 @@ def test_stratified_split_puts_a_rare_class_in_every_part():
     assert [int(labels[p, 4].sum()) for p in parts] == [6, 3, 3]
 
 
-TRAIN_ONE_EPOCH = ["--config", "benchmarks/base.yaml", "--set", "data.image_size=32", "--set", "data.batch_size=8", "--set", "schedule.epochs=1", "--set", "runtime.device=cpu"]
+TRAIN_ONE_EPOCH = [
+    "--config",
+    "benchmarks/base.yaml",
+    "--set",
+    "data.image_size=32",
+    "--set",
+    "data.batch_size=8",
+    "--set",
+    "schedule.epochs=1",
+    "--set",
+    "runtime.device=cpu",
+]
 
 
 def write_any(fmt, root):
@@ -156,7 +172,19 @@ def write_any(fmt, root):
     [
         ("ucmerced", ["method.name=coteaching", "noise.mode=complex"]),
         ("treesat", ["method.name=disc", "method.warmup=0", "data.bands=[IR, G, B, R]", "data.num_workers=2", "method.mixup_alpha=0"]),
-        ("sewerml", ["method.name=mhss", "method.warmup=1", "method.q=1", "schedule.epochs=2", "noise.mode=real", "noise.clean_subset=verified.csv", "method.noise_rate_source=given", "method.noise_rate=0.1"]),
+        (
+            "sewerml",
+            [
+                "method.name=mhss",
+                "method.warmup=1",
+                "method.q=1",
+                "schedule.epochs=2",
+                "noise.mode=real",
+                "noise.clean_subset=verified.csv",
+                "method.noise_rate_source=given",
+                "method.noise_rate=0.1",
+            ],
+        ),
         ("manifest", ["method.name=asl", "noise.mode=naive"]),
     ],
 )
@@ -171,7 +199,14 @@ def test_mhss_train_runs_one_epoch_on_each_format(tmp_path, cli_env, fmt, extra)
     args = [*TRAIN_ONE_EPOCH, "--out", str(out), "--set", f"data.name={fmt}", "--set", f"data.root={tmp_path / 'data'}"]
     for item in extra:
         args += ["--set", item]
-    proc = subprocess.run([sys.executable, "-c", "from mhss_ray.cli import train_main; train_main()", *args], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mhss_ray.cli import train_main; train_main()", *args],
+        cwd=REPO,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     epochs = len((out / "metrics.jsonl").read_text().splitlines())  # 1; 2 for MHSS (warm-up >= q = 1)

@@ -25,7 +25,7 @@ def test_history_is_one_byte_per_entry_and_round_trips():
     h = PredictionHistory(100, 17, q=8)
     assert h.bits.dtype == torch.uint8 and h.bits.numel() == 100 * 17
     idx = torch.arange(100)
-    for k in range(9):
+    for _ in range(9):
         h.record(idx, torch.rand(100, 17) > 0.5)
     other = PredictionHistory(100, 17, q=8)
     other.load_state_dict(h.state_dict())

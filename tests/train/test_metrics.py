@@ -44,7 +44,9 @@ def test_classification_metrics_keys_and_f1():
 # F2-CIW = (1 * 5/7 + 0.5 * 1/2) / 2 = 0.482143
 # normal: truth {2, 4}, predicted {2, 5} -> TP 1 FP 1 FN 1 -> F1 = 1/2
 SEWER_TARGETS = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=np.uint8)
-SEWER_SCORES = np.array([[0.9, 0.1, 0.2, 0.1], [0.6, 0.4, 0.1, 0.1], [0.3, 0.2, 0.3, 0.1], [0.2, 0.8, 0.1, 0.4], [0.1, 0.6, 0.0, 0.0], [0.4, 0.1, 0.1, 0.1]])
+SEWER_SCORES = np.array(
+    [[0.9, 0.1, 0.2, 0.1], [0.6, 0.4, 0.1, 0.1], [0.3, 0.2, 0.3, 0.1], [0.2, 0.8, 0.1, 0.4], [0.1, 0.6, 0.0, 0.0], [0.4, 0.1, 0.1, 0.1]]
+)
 
 
 def test_f2_ciw_and_f1_normal_match_the_hand_computation():

@@ -15,7 +15,11 @@ from mhss_ray.train.loop import Trainer
 from ..conftest import tiny_config
 
 # 6 epochs in 2 rounds of 3: warm-up 1 and q 1, so each round selects and corrects for 2 epochs
-RESTART = {"method": {"name": "mhss", "q": 1, "warmup": 1, "t_k": 1, "theta": 0.5, "restarts": 1}, "noise": {"mode": "complex"}, "schedule": {"epochs": 6}}
+RESTART = {
+    "method": {"name": "mhss", "q": 1, "warmup": 1, "t_k": 1, "theta": 0.5, "restarts": 1},
+    "noise": {"mode": "complex"},
+    "schedule": {"epochs": 6},
+}
 
 
 class Keep:

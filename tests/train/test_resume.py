@@ -27,7 +27,17 @@ class Recorder:
         shutil.copytree(checkpoint_dir, self.keep_dir)
 
 
-KEYS = ("train_loss", "val_mAP", "test_mAP", "test_f1_micro", "lr", "selection_precision", "selection_recall", "corrections", "residual_noise")
+KEYS = (
+    "train_loss",
+    "val_mAP",
+    "test_mAP",
+    "test_f1_micro",
+    "lr",
+    "selection_precision",
+    "selection_recall",
+    "corrections",
+    "residual_noise",
+)
 
 
 def two_networks(cfg, observed, clean):

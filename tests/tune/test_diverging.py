@@ -19,7 +19,10 @@ SANE = {"optim.lr": 1e-3, "optim.weight_decay": 1e-4}
 
 def test_diverging_trial_is_recorded_as_errored_and_the_others_finish(tmp_path, cli_env):
     data = dict(TINY_SPACE, schedule={"epochs": 4}, optim={"name": "adamw", "scheduler": "constant"})
-    data["search"] = {"optim.lr": {"dist": "choice", "values": [1e-3, 10.0]}, "optim.weight_decay": {"dist": "choice", "values": [1e-4, 1.0]}}
+    data["search"] = {
+        "optim.lr": {"dist": "choice", "values": [1e-3, 10.0]},
+        "optim.weight_decay": {"dist": "choice", "values": [1e-4, 1.0]},
+    }
     data["tune"] = {
         "num_samples": 2, "max_concurrent_trials": 2, "max_failures": 1, "scheduler": {"name": "fifo"},
         "search_alg": {"name": "random", "seed": 0, "points_to_evaluate": [ABSURD, SANE]},

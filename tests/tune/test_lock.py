@@ -52,7 +52,9 @@ def test_second_driver_is_refused_ctrl_c_prints_the_resume_command_and_a_stale_l
     assert interrupted and max(len(e) for e in interrupted.values()) < EPOCHS, interrupted
 
     # a driver killed outright leaves its lock behind: the next run takes it over (dead pid, this host)
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": first.pid, "token": "gone", "started": time.time(), "heartbeat": time.time()}))
+    lock.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": first.pid, "token": "gone", "started": time.time(), "heartbeat": time.time()})
+    )
     resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"took over the lock of a driver that is gone (pid {first.pid} on this host has ended)" in resumed.stdout

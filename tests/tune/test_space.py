@@ -27,7 +27,13 @@ SPACE = {
     "tune": {
         "num_samples": 6,
         "scheduler": {"name": "asha", "grace_period": 2},
-        "search_alg": {"name": "hyperopt", "n_initial_points": 3, "points_to_evaluate": [{"method.alpha": 1.0, "method.noise_rates": [0.1] * 10, "method.theta": 0.1, "method.q": 5, "optim.lr": "1e-3"}]},
+        "search_alg": {
+            "name": "hyperopt",
+            "n_initial_points": 3,
+            "points_to_evaluate": [
+                {"method.alpha": 1.0, "method.noise_rates": [0.1] * 10, "method.theta": 0.1, "method.q": 5, "optim.lr": "1e-3"}
+            ],
+        },
         "resources": {"workers": 1, "gpu_per_worker": 0.25},
     },
 }
@@ -61,20 +67,41 @@ def test_space_expands_per_class_and_builds_trial_configs(tmp_path):
     assert keys[:2] == ["method.alpha", "method.theta"] and keys[-2:] == ["method.q", "optim.lr"]
     assert [k for k in keys if k.startswith("method.noise_rates[")] == [f"method.noise_rates[{i}]" for i in range(10)]
     space = spec.param_space()
-    assert isinstance(space["method.alpha"], Float) and isinstance(space["method.q"], Integer) and isinstance(space["optim.lr"], Categorical)
+    assert (
+        isinstance(space["method.alpha"], Float) and isinstance(space["method.q"], Integer) and isinstance(space["optim.lr"], Categorical)
+    )
     assert spec.num_trials == 6 and spec.max_t == 6 and spec.trials_per_gpu() == 4
     assert spec.trial_resources() == {"CPU": 1.0, "GPU": 0.25}
     assert spec.driver_resources()["cpu"] == 0  # a Ray Train trial's driver only waits on its worker
-    point = {"method.alpha": 0.7, "method.theta": 0.02, "method.q": 4, "optim.lr": 3e-4, **{f"method.noise_rates[{i}]": i / 100 for i in range(10)}}
+    point = {
+        "method.alpha": 0.7,
+        "method.theta": 0.02,
+        "method.q": 4,
+        "optim.lr": 3e-4,
+        **{f"method.noise_rates[{i}]": i / 100 for i in range(10)},
+    }
     cfg = spec.trial_config(point)
     assert (cfg.method.alpha, cfg.method.q, cfg.optim.lr, cfg.method.noise_rate_source) == (0.7, 4, 3e-4, "given")
     assert cfg.method.noise_rates == [i / 100 for i in range(10)] and cfg.data.n_train == 400
     # per-class lists in points_to_evaluate become the flat keys of the space
     assert spec.tune.search_alg.points_to_evaluate == [
-        {"method.alpha": 1.0, **{f"method.noise_rates[{i}]": 0.1 for i in range(10)}, "method.theta": 0.1, "method.q": 5, "optim.lr": "1e-3"}
+        {
+            "method.alpha": 1.0,
+            **{f"method.noise_rates[{i}]": 0.1 for i in range(10)},
+            "method.theta": 0.1,
+            "method.q": 5,
+            "optim.lr": "1e-3",
+        }
     ]
     # one number stands for every class
-    data = edited(**{"tune/search_alg": {"name": "hyperopt", "points_to_evaluate": [{**SPACE["tune"]["search_alg"]["points_to_evaluate"][0], "method.noise_rates": 0.2}]}})
+    data = edited(
+        **{
+            "tune/search_alg": {
+                "name": "hyperopt",
+                "points_to_evaluate": [{**SPACE["tune"]["search_alg"]["points_to_evaluate"][0], "method.noise_rates": 0.2}],
+            }
+        }
+    )
     assert load_space(write(tmp_path, data, "scalar.yaml")).tune.search_alg.points_to_evaluate[0]["method.noise_rates[9]"] == 0.2
 
 
@@ -91,31 +118,77 @@ def test_grid_multiplies_trials_with_random_search(tmp_path):
         ({"search/method": {"dist": "uniform", "low": 0, "high": 1}}, "search.method: is a whole section"),
         ({"search/method.alpha": {"dist": "normal", "low": 0, "high": 1}}, "search.method.alpha.dist: expected one of uniform"),
         ({"search/method.alpha": {"dist": "uniform", "low": 0}}, "search.method.alpha.high: required by uniform"),
-        ({"search/method.alpha": {"dist": "uniform", "low": 0, "high": 1, "step": 2}}, "search.method.alpha.step: not a parameter of uniform"),
+        (
+            {"search/method.alpha": {"dist": "uniform", "low": 0, "high": 1, "step": 2}},
+            "search.method.alpha.step: not a parameter of uniform",
+        ),
         ({"search/method.alpha": {"dist": "uniform", "low": 1, "high": 0.5}}, "search.method.alpha: low (1) must be below high (0.5)"),
-        ({"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}, "search.method.alpha.high: method.alpha: expected a number in [0, 2], got 3"),
+        (
+            {"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}},
+            "search.method.alpha.high: method.alpha: expected a number in [0, 2], got 3",
+        ),
         ({"search/method.alpha": {"dist": "uniform", "low": "abc", "high": 1}}, "search.method.alpha.low: expected a number, got 'abc'"),
         ({"search/method.theta": {"dist": "loguniform", "low": 0, "high": 0.3}}, "search.method.theta.low: loguniform needs low > 0"),
-        ({"search/method.noise_rates": {"per_class": True, "dist": "uniform", "low": 0, "high": 1.5}}, "search.method.noise_rates.high: method.noise_rates[0]: expected a number in [0, 1], got 1.5"),
-        ({"search/method.alpha": {"per_class": True, "dist": "uniform", "low": 0, "high": 1}}, "search.method.alpha.per_class: only method.noise_rates"),
-        ({"search/optim.name": {"dist": "choice", "values": ["adam", "lion"]}}, "search.optim.name.values: optim.name: expected one of adam, adamw, sgd, got 'lion'"),
-        ({"search/method.name": {"dist": "grid", "values": ["mhss"]}}, "search.method.name.dist: grid is not supported with tune.search_alg.name hyperopt"),
+        (
+            {"search/method.noise_rates": {"per_class": True, "dist": "uniform", "low": 0, "high": 1.5}},
+            "search.method.noise_rates.high: method.noise_rates[0]: expected a number in [0, 1], got 1.5",
+        ),
+        (
+            {"search/method.alpha": {"per_class": True, "dist": "uniform", "low": 0, "high": 1}},
+            "search.method.alpha.per_class: only method.noise_rates",
+        ),
+        (
+            {"search/optim.name": {"dist": "choice", "values": ["adam", "lion"]}},
+            "search.optim.name.values: optim.name: expected one of adam, adamw, sgd, got 'lion'",
+        ),
+        (
+            {"search/method.name": {"dist": "grid", "values": ["mhss"]}},
+            "search.method.name.dist: grid is not supported with tune.search_alg.name hyperopt",
+        ),
         ({"tune/resources": {"workers": 2, "gpu_per_worker": 0.5}}, "tune.resources.gpu_per_worker: 0.5 GPUs per worker with 2 workers"),
-        ({"tune/resources": {"workers": 1, "gpu_per_worker": 1.5}}, "tune.resources.gpu_per_worker: expected a fraction <= 1 or a whole number, got 1.5"),
-        ({"tune/resources": {"workers": 1, "gpu_per_worker": 0}, "tune/num_samples": 0}, "tune.num_samples: expected an integer in [1, 1e+06], got 0"),
+        (
+            {"tune/resources": {"workers": 1, "gpu_per_worker": 1.5}},
+            "tune.resources.gpu_per_worker: expected a fraction <= 1 or a whole number, got 1.5",
+        ),
+        (
+            {"tune/resources": {"workers": 1, "gpu_per_worker": 0}, "tune/num_samples": 0},
+            "tune.num_samples: expected an integer in [1, 1e+06], got 0",
+        ),
         ({"tune/metric": "accuracy"}, "tune.metric: expected one of val_mAP"),
         ({"method/name": "disc", "tune/resources": {"workers": 2}}, "method.mixup_alpha: DISC's mixup needs the whole batch on one worker"),
         ({"tune/schedulr": {}}, "tune.schedulr: unknown key"),
-        ({"tune/search_alg": {"points_to_evaluate": [{"method.beta": 1}]}}, "tune.search_alg.points_to_evaluate[0].method.beta: not a search key"),
-        ({"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}}, "points_to_evaluate[0].method.noise_rates: expected one number or a list of 10"),
-        ({"method/gce_q": 5}, "method.gce_q: expected a number in [0.01, 1], got 5"),  # (a searched key's base value never runs: not checked)
+        (
+            {"tune/search_alg": {"points_to_evaluate": [{"method.beta": 1}]}},
+            "tune.search_alg.points_to_evaluate[0].method.beta: not a search key",
+        ),
+        (
+            {"tune/search_alg": {"points_to_evaluate": [{"method.noise_rates": [0.1, 0.2]}]}},
+            "points_to_evaluate[0].method.noise_rates: expected one number or a list of 10",
+        ),
+        (
+            {"method/gce_q": 5},
+            "method.gce_q: expected a number in [0.01, 1], got 5",
+        ),  # (a searched key's base value never runs: not checked)
         ({"search": [1, 2]}, "search: expected a mapping of config keys to distributions"),
         ({"tune/baselines": ["asl", "selfie"]}, "tune.baselines[1]: expected one of asl, asl-clean"),
         ({"tune/baselines": ["asl", "asl"]}, "tune.baselines[1]: asl is listed twice"),
-        ({"tune/baselines": ["coselfie"], "method/warmup": 6, "search/method.warmup": {"dist": "randint", "low": 5, "high": 6}, "tune/search_alg": {"name": "random"}},
-         "tune.baselines[0]: coselfie on the base config: method.warmup: 6 warm-up epochs"),  # searched, the base's 6 never runs, except in the arm
-        ({"tune/baselines": ["asl"], "search/method.name": {"dist": "grid", "values": ["mhss", "coselfie"]}, "tune/search_alg": {"name": "random"}},
-         "tune.baselines: not with grid dimensions"),
+        (
+            {
+                "tune/baselines": ["coselfie"],
+                "method/warmup": 6,
+                "search/method.warmup": {"dist": "randint", "low": 5, "high": 6},
+                "tune/search_alg": {"name": "random"},
+            },
+            "tune.baselines[0]: coselfie on the base config: method.warmup: 6 warm-up epochs",
+        ),  # searched, the base's 6 never runs, except in the arm
+        (
+            {
+                "tune/baselines": ["asl"],
+                "search/method.name": {"dist": "grid", "values": ["mhss", "coselfie"]},
+                "tune/search_alg": {"name": "random"},
+            },
+            "tune.baselines: not with grid dimensions",
+        ),
     ],
 )
 def test_bad_spaces_name_the_file_and_key(tmp_path, changes, message):
@@ -128,7 +201,13 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, changes, message):
 def test_baseline_arms_run_the_base_config_as_written(tmp_path):
     """An arm is its method on the base config as the file gives it: a searched key keeps the file's
     value there (the searched trials never run it); the arms add to the trials."""
-    data = edited(**{"tune/baselines": ["asl", "coteaching"], "optim": {"lr": 5e-4}, "search/optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2}})
+    data = edited(
+        **{
+            "tune/baselines": ["asl", "coteaching"],
+            "optim": {"lr": 5e-4},
+            "search/optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2},
+        }
+    )
     data["tune"]["search_alg"]["points_to_evaluate"][0]["optim.lr"] = 1e-3
     spec = load_space(write(tmp_path, data))
     assert spec.num_trials == 6 + 2 and "baseline arms: asl, coteaching" in spec.describe()
@@ -136,9 +215,13 @@ def test_baseline_arms_run_the_base_config_as_written(tmp_path):
     cot = spec.trial_config({"baseline": "coteaching"})
     assert (asl.method.name, cot.method.name) == ("asl", "coteaching")
     assert asl.optim.lr == cot.optim.lr == 5e-4 and asl.data.n_train == 400 and asl.noise.mode == "complex"
-    assert spec.trial_config({"baseline": "asl", "method.alpha": None, "optim.lr": None}).optim.lr == 5e-4  # an arm's point: None for the searched keys
+    assert (
+        spec.trial_config({"baseline": "asl", "method.alpha": None, "optim.lr": None}).optim.lr == 5e-4
+    )  # an arm's point: None for the searched keys
     searched = {"method.alpha": 0.5, "optim.lr": 1e-3, "method.theta": 0.1, "method.q": 5}
-    assert spec.trial_config(searched).method.name == spec.trial_config({**searched, "baseline": None}).method.name == "mhss"  # random search: None
+    assert (
+        spec.trial_config(searched).method.name == spec.trial_config({**searched, "baseline": None}).method.name == "mhss"
+    )  # random search: None
 
 
 def test_baseline_arms_searcher_hands_out_the_arms_first_and_survives_a_restore(tmp_path):
@@ -169,17 +252,26 @@ def test_overrides_reach_base_config_and_tune_block(tmp_path):
 
 def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env):
     path = write(tmp_path, SPACE)
-    run = lambda *a: subprocess.run([sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", *map(str, a)], env=cli_env, capture_output=True, text=True, timeout=120)  # noqa: E731
+
+    def run(*a):
+        cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", *map(str, a)]
+        return subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
+
     proc = run("--space", path, "--dry-run", "--storage", tmp_path / "studies")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "search (14 dimensions)" in out and "method.noise_rates[9]" in out and "qrandint(3, 8, 1)" in out
     assert "trials: 6 (num_samples 6" in out and "4 trials share one GPU" in out and "ASHA on epoch, max_t 6, grace_period 2" in out
     assert not (tmp_path / "studies").exists()
-    bad = run("--space", write(tmp_path, edited(**{"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}), "bad.yaml"), "--dry-run")
+    bad = run(
+        "--space", write(tmp_path, edited(**{"search/method.alpha": {"dist": "uniform", "low": 0.5, "high": 3}}), "bad.yaml"), "--dry-run"
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert "bad.yaml: search.method.alpha.high" in bad.stderr
-    assert run("--space", path, "--resume", "--overwrite").stderr.strip() == "mhss-tune: error: --resume and --overwrite contradict each other; pick one"
+    assert (
+        run("--space", path, "--resume", "--overwrite").stderr.strip()
+        == "mhss-tune: error: --resume and --overwrite contradict each other; pick one"
+    )
     nothing = run("--space", path, "--storage", tmp_path / "empty", "--resume")  # refused before Ray starts
     assert nothing.returncode == 2 and nothing.stderr.strip().endswith("empty/space: holds no study to resume")
     assert "Started a local Ray instance" not in nothing.stdout + nothing.stderr and not (tmp_path / "empty").exists()

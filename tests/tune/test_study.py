@@ -8,9 +8,18 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
+from tests.studies import (
+    DEMO_TINY,  # noqa: F401
+    TINY_SPACE,  # noqa: F401
+    checkpoints_outside,
+    kill_when,
+    reported_epochs,
+    run_demo_study,
+    run_killed_study,
+    tiny_demo_space,  # noqa: F401
+)
 
-from tests.studies import DEMO_TINY, TINY_SPACE, checkpoints_outside, kill_when, reported_epochs, run_demo_study, run_killed_study, tiny_demo_space  # noqa: F401
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "ray-train"])
@@ -39,7 +48,9 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     assert sorted(arm_ids.values()) == sorted(["asl", "coteaching"][:arms])
     for trial_id in arm_ids:  # ASHA never stops an arm
         assert list(frames[trial_id]["epoch"]) == [1, 2, 3, 4]
-    assert all(v is None for t in analysis.trials if t.trial_id in arm_ids for k, v in t.config.items() if k != "baseline")  # HyperOpt: nothing searched
+    assert all(
+        v is None for t in analysis.trials if t.trial_id in arm_ids for k, v in t.config.items() if k != "baseline"
+    )  # HyperOpt: nothing searched
     if arms:
         assert "baseline asl: val_mAP" in proc.stdout
     frames = {k: v for k, v in frames.items() if k not in arm_ids}
@@ -51,7 +62,9 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     configs = pd.DataFrame([t.config for t in analysis.trials if t.trial_id not in arm_ids])
     first = (configs["method.alpha"] == 1.0) & (configs["method.theta"] == 0.2) & (configs["method.noise_rates[9]"] == 0.1)
     assert first.sum() == 1  # points_to_evaluate ran, once
-    assert configs["method.alpha"].nunique() == trials and configs["method.noise_rates[0]"].nunique() == trials  # HyperOpt's own suggestions
+    assert (
+        configs["method.alpha"].nunique() == trials and configs["method.noise_rates[0]"].nunique() == trials
+    )  # HyperOpt's own suggestions
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # same name: refused, nothing touched
     assert again.returncode == 2 and "already holds a study; pass --resume" in again.stderr and "Traceback" not in again.stderr

@@ -48,7 +48,9 @@ def test_two_workers_keep_identical_method_state(tmp_path, local_ray):
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
     spec = load_space(tmp_path / "two.yaml")
     reports = tmp_path / "reports.jsonl"
-    trainer = build_torch_trainer({"method.alpha": 1.2, "optim.lr": 1e-3}, spec, "t0", str(tmp_path / "storage"), [make_collector(str(reports))])
+    trainer = build_torch_trainer(
+        {"method.alpha": 1.2, "optim.lr": 1e-3}, spec, "t0", str(tmp_path / "storage"), [make_collector(str(reports))]
+    )
     result = trainer.fit()
     assert result.error is None
     assert result.checkpoint is not None and (tmp_path / "storage" / "train-t0").is_dir()
