@@ -24,10 +24,23 @@ def _train(argv) -> int:
     parser = argparse.ArgumentParser(prog="mhss-train", description="Train one configuration in-process (no Ray).")
     parser.add_argument("--config", help="run config YAML (a search-space file's base config works too)")
     parser.add_argument("--out", help="output folder (default: runs/<config name>)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. method.name=asl-clean")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. method.name=asl-clean",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    parser.add_argument("--list", action="store_true", help="print the registered methods and datasets (with their config keys) and exit")
     args = parser.parse_args(argv)
+    if args.list:
+        from .registry import describe
+
+        print(describe())
+        return 0
 
     # Heavy imports after argument parsing, so --help and usage errors are instant.
     from .config import load_run_config
@@ -73,23 +86,33 @@ def tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space", required=True, help="search-space YAML: base run config + search: + tune:")
     parser.add_argument("--storage", help="where the study's results go (overrides tune.storage_path)")
     parser.add_argument("--name", help="study name (overrides tune.name; default: the space file's name)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base-config or tune.* key")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base-config or tune.* key"
+    )
     parser.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start a local one")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted study of this name (unpickles Tune state: trusted folders only)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="delete a finished or interrupted study of this name and start over")
     parser.add_argument(
-        "--resume-or-start", action="store_true", help="--resume if the storage holds this study, else start it: for a job that may be rerun (KubeRay backoffLimit)"
+        "--resume-or-start",
+        action="store_true",
+        help="--resume if the storage holds this study, else start it: for a job that may be rerun (KubeRay backoffLimit)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the expanded space, trial count and resources; start nothing")
     parser.add_argument(
-        "--shared-storage", action="store_true", help="with --address: the storage folder is one that every node sees (an NFS mount, or a one-machine cluster)"
+        "--shared-storage",
+        action="store_true",
+        help="with --address: the storage folder is one that every node sees (an NFS mount, or a one-machine cluster)",
     )
     return parser
 
 
 def _tune(argv) -> int:
     args = tune_parser().parse_args(argv)
-    chosen = [f for f, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--resume-or-start", args.resume_or_start)) if on]
+    chosen = [
+        f for f, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--resume-or-start", args.resume_or_start)) if on
+    ]
     if len(chosen) > 1:
         raise UserError(f"{' and '.join(chosen)} contradict each other; pick one")
 
@@ -147,10 +170,16 @@ if __name__ == "__main__":
 
 def _analyze(argv) -> int:
     parser = argparse.ArgumentParser(
-        prog="mhss-analyze", description="Tables (Parquet), plots and a summary of one or more finished or interrupted studies; starts no Ray."
+        prog="mhss-analyze",
+        description="Tables (Parquet), plots and a summary of one or more finished or interrupted studies; starts no Ray.",
     )
-    parser.add_argument("studies", nargs="+", metavar="STUDY", help="study folder: storage_path/<name> (a local path, NFS, s3://... or gs://...)")
-    parser.add_argument("--out", help="output folder (default: runs/analysis/<study names>); an earlier analysis there is replaced, any other folder refused")
+    parser.add_argument(
+        "studies", nargs="+", metavar="STUDY", help="study folder: storage_path/<name> (a local path, NFS, s3://... or gs://...)"
+    )
+    parser.add_argument(
+        "--out",
+        help="output folder (default: runs/analysis/<study names>); an earlier analysis there is replaced, any other folder refused",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -167,7 +196,10 @@ def _analyze(argv) -> int:
         check_output(out, args.studies)
     files = write_report(tables, out)
     counts = tables.trials["outcome"].value_counts()
-    print(f"{len(tables.trials)} trials ({', '.join(f'{n} {o}' for o, n in counts.items())}), {len(tables.epochs)} trial-epochs from {len(tables.info)} studies")
+    print(
+        f"{len(tables.trials)} trials ({', '.join(f'{n} {o}' for o, n in counts.items())}), {len(tables.epochs)} trial-epochs "
+        f"from {len(tables.info)} studies"
+    )
     print(f"wrote {out}: " + ", ".join(f.name for f in files))
     return 0
 

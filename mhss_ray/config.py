@@ -8,6 +8,7 @@ rejects unknown keys, wrong types and out-of-range values with the YAML key path
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
-import yaml
 
 from .errors import UserError
-from .yaml_files import parse_yaml, read_yaml  # noqa: F401  (read_yaml: re-exported)
+from .registry import DATASETS, METHODS
+from .yaml_files import parse_yaml, read_yaml, show_value  # noqa: F401  (read_yaml, show_value: re-exported)
 
 # Top-level blocks of a search-space file that belong to mhss-tune, not to the run config.
 STUDY_BLOCKS = ("search", "tune")
@@ -32,12 +33,9 @@ def num(default: Any, lo: float | None = None, hi: float | None = None):
     return field(default=default, metadata={"range": (lo, hi)})
 
 
-DATASET_NAMES = ("digits-mosaic", "ucmerced", "treesat", "sewerml", "manifest")
-
-
 @dataclass
 class DataConfig:
-    name: Literal[DATASET_NAMES] = "digits-mosaic"
+    name: str = field(default="digits-mosaic", metadata={"registry": DATASETS})  # a registered dataset (mhss_ray/data/)
     root: Optional[str] = None  # dataset folder (not used by digits-mosaic); ${VAR} / ${VAR:-default} expand
     image_size: int = num(32, 8, 4096)  # side of the network input, pixels
     batch_size: int = num(64, 1, 65536)
@@ -106,14 +104,11 @@ class LossConfig:
     clip: float = num(0.05, 0.0, 1.0)
 
 
-METHOD_NAMES = ("asl", "asl-clean", "coteaching", "coselfie", "mhss", "disc")
-
-
 @dataclass
 class MethodConfig:
     """The noisy-label method and its hyperparameters (METHODS.md sections 2-8)."""
 
-    name: Literal[METHOD_NAMES] = "asl"
+    name: str = field(default="asl", metadata={"registry": METHODS})  # a registered method (mhss_ray/methods/)
     # forget rate, section 2: tau_c(e) = alpha * eps_c * min(1, e / t_k)
     alpha: float = num(1.0, 0.0, 2.0)
     t_k: int = num(10, 0, 100_000)
@@ -189,12 +184,6 @@ class RunConfig:
 # ----------------------------------------------------------------------------- validation
 
 
-def show_value(value: Any, limit: int = 80) -> str:
-    """A value as the user wrote it, cut to `limit` characters (error lines stay short)."""
-    text = repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -268,6 +257,9 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
         words = [str(c) for a in arms if get_origin(a) is Literal for c in get_args(a)]
         lo, hi = meta.get("range", (None, None))
         raise UserError(f"{path}: expected {', '.join(words)} or a number{_range_text(lo, hi)}, got {show_value(value)}")
+    if "registry" in meta:  # a name of a registered method or dataset
+        meta["registry"].get(value, path)
+        return value
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -340,27 +332,29 @@ def _check_consistency(obj: Any, path: str) -> None:
         for key in ("mean", "std"):
             values = getattr(obj, key)
             if values is not None and (not values or any(key == "std" and v <= 0 for v in values)):
-                raise UserError(f"{_join(path, key)}: expected one {'positive ' if key == 'std' else ''}number per channel, got {show_value(values)}")
+                raise UserError(
+                    f"{_join(path, key)}: expected one {'positive ' if key == 'std' else ''}number per channel, got {show_value(values)}"
+                )
         for name, weight in (obj.class_weights or {}).items():
             _number(weight, float, {"range": (0.0, None)}, _join(path, f"class_weights.{name}"))
         for key in ("root", "manifest"):
             setattr(obj, key, expand_env(getattr(obj, key), _join(path, key)))
     if isinstance(obj, DataConfig) and obj.val_fraction <= 0:
-        raise UserError(f"{_join(path, 'val_fraction')}: expected a number in (0, 0.9], got {show_value(obj.val_fraction)} (validation is carved from the training rows)")
+        raise UserError(
+            f"{_join(path, 'val_fraction')}: expected a number in (0, 0.9], got {show_value(obj.val_fraction)} (validation is "
+            "carved from the training rows)"
+        )
     if isinstance(obj, OptimConfig) and not 0 < obj.pct_start < 1:
-        raise UserError(f"{_join(path, 'pct_start')}: expected a number in (0, 1), got {show_value(obj.pct_start)} (OneCycle needs a warm-up and an annealing phase)")
+        raise UserError(
+            f"{_join(path, 'pct_start')}: expected a number in (0, 1), got {show_value(obj.pct_start)} (OneCycle needs a "
+            "warm-up and an annealing phase)"
+        )
     if isinstance(obj, RunConfig):
         _check_run(obj)
     if isinstance(obj, NoiseConfig):
         obj.clean_subset = expand_env(obj.clean_subset, _join(path, "clean_subset"))
         if obj.clean_subset is not None and obj.mode != "real":
             raise UserError(f"{_join(path, 'clean_subset')}: only used with mode: real (verified labels of real noise)")
-
-
-# Methods whose forget rate tau = alpha * eps (METHODS.md section 2), and those with a warm-up.
-FORGETTING_METHODS = ("coteaching", "coselfie", "mhss")
-WARMUP_METHODS = ("coselfie", "mhss", "disc")
-HISTORY_METHODS = ("coselfie", "mhss")  # prediction histories of length q
 
 
 def default_warmup(q: int, epochs: int) -> int:
@@ -384,10 +378,15 @@ def round_length(cfg: RunConfig) -> int:
 def _check_run(cfg: RunConfig) -> None:
     """Settings that would make a run meaningless, refused before it starts."""
     m, epochs = cfg.method, cfg.schedule.epochs
-    if m.restarts and m.name not in HISTORY_METHODS:
-        raise UserError(f"method.restarts: {m.restarts} with method {m.name}: only coselfie and mhss correct labels that a restart keeps")
+    spec = METHODS.get(m.name)
+    if m.restarts and not spec.histories:
+        keeping = " and ".join(s.name for s in METHODS.specs() if s.histories)
+        raise UserError(f"method.restarts: {m.restarts} with method {m.name}: only {keeping} correct labels that a restart keeps")
     if m.restarts and round_length(cfg) < 2:
-        raise UserError(f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length(cfg)} epoch (at least 2 each)")
+        raise UserError(
+            f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length(cfg)} epoch "
+            "(at least 2 each)"
+        )
     warmup = m.warmup if m.warmup is not None else default_warmup(m.q, round_length(cfg))
     if m.restarts and warmup >= round_length(cfg):
         key = "method.warmup" if m.warmup is not None else "method.restarts"
@@ -395,11 +394,16 @@ def _check_run(cfg: RunConfig) -> None:
             f"{key}: {warmup} warm-up epochs in rounds of {round_length(cfg)} (schedule.epochs {epochs}, method.restarts {m.restarts}): "
             "no round would select or correct (fewer restarts, more epochs or a shorter warm-up)"
         )
-    if m.name in WARMUP_METHODS and m.warmup is not None and m.warmup >= epochs:
-        raise UserError(f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)")
-    if m.name in HISTORY_METHODS and m.warmup is not None and m.warmup < m.q:
-        raise UserError(f"method.warmup: {m.warmup} is below method.q {m.q}: the first corrections would read the untrained network's predictions (keep warmup >= q)")
-    if m.name in FORGETTING_METHODS and m.noise_rate_source == "given":
+    if spec.warmup and m.warmup is not None and m.warmup >= epochs:
+        raise UserError(
+            f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)"
+        )
+    if spec.histories and m.warmup is not None and m.warmup < m.q:
+        raise UserError(
+            f"method.warmup: {m.warmup} is below method.q {m.q}: the first corrections would read the untrained network's "
+            "predictions (keep warmup >= q)"
+        )
+    if spec.forgets and m.noise_rate_source == "given":
         check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate)
 
 
@@ -408,7 +412,10 @@ def check_forget_rates(alpha: float, rates: list[float], rate: float | None = No
     named = [(f"{source}[{i}]", r) for i, r in enumerate(rates)] + ([("method.noise_rate", rate)] if rate is not None else [])
     for key, r in named:
         if alpha * r >= 1:
-            raise UserError(f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.3g}, a forget rate of 1 or more: that class would train on nothing")
+            raise UserError(
+                f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.3g}, a forget rate of 1 or more: that class would "
+                "train on nothing"
+            )
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -444,6 +451,31 @@ def _override_value(key: str, raw: str) -> Any:
         raise
 
 
+INDEXED_KEY = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def set_key(data: dict, key: str, value: Any, where: str | None = None) -> None:
+    """Set a dotted key path (with an optional trailing [i] list index) in a nested mapping, in place;
+    `where` names the key in the error when a part of the path holds a value, not a section."""
+    m = INDEXED_KEY.match(key)
+    parts = (m.group(1) if m else key).split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"{where or key}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    if m:
+        items = node.get(parts[-1])
+        if not isinstance(items, list):
+            items = node[parts[-1]] = []
+        i = int(m.group(2))
+        items.extend([None] * (i + 1 - len(items)))
+        items[i] = value
+    else:
+        node[parts[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `key.path=value` strings (values parsed as YAML) to a nested mapping, in place."""
     for item in overrides:
@@ -451,15 +483,18 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set {item}: expected key=value, e.g. method.alpha=0.5")
-        value = _override_value(key, raw)
-        parts = key.split(".")
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UserError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_key(data, key, _override_value(key, raw), where=f"--set {key}")
+    return data
+
+
+def apply_point(base: dict, point: dict) -> dict:
+    """The run-config mapping of one point of a search space ({dotted key: value}): a copy of the base
+    with the values set (per-class noise rates make the forget rates use them: noise_rate_source given)."""
+    data = copy.deepcopy(base)
+    for key, value in point.items():
+        set_key(data, key, value)
+        if key.startswith("method.noise_rates["):
+            set_key(data, "method.noise_rate_source", "given")
     return data
 
 

@@ -1,8 +1,10 @@
-"""Synthetic label noise, injected into the training labels only (METHODS.md section 9).
+"""Label noise: the synthetic injectors (METHODS.md section 9) and the noise rates the forget rates
+use (section 2).
 
 Every injector is seeded, returns the noisy labels, the noise mask and the realised entry-level rates
 epsilon_c (the fraction of column c whose observed label differs from the clean one), and never
-modifies the clean labels it is given.
+modifies the clean labels it is given. `noise_rates` and `polarity_rates` give the methods their
+eps_c: the oracle's realised rates (the same count, `wrong_entries`, in torch) or the given ones.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from ..config import NoiseConfig
-from ..errors import UserError
+from .config import MethodConfig, NoiseConfig, check_forget_rates
+from .errors import UserError
 
 
 UNKNOWN = 255  # a clean label nobody knows (real noise outside the verified subset)
@@ -30,9 +33,15 @@ class NoisyLabels:
         return int((self.clean != UNKNOWN).all(axis=1).sum())
 
 
-def _result(clean: np.ndarray, noisy: np.ndarray) -> NoisyLabels:
+def wrong_entries(observed, clean):
+    """(wrong, known): N x C masks of the entries whose observed label differs from a known clean one,
+    and of the entries whose clean label is known (numpy arrays or torch tensors alike)."""
     known = clean != UNKNOWN
-    mask = (noisy != clean) & known
+    return (observed != clean) & known, known
+
+
+def _result(clean: np.ndarray, noisy: np.ndarray) -> NoisyLabels:
+    mask, known = wrong_entries(noisy, clean)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = mask.sum(axis=0) / known.sum(axis=0)
     return NoisyLabels(noisy, mask, rates, clean)
@@ -139,3 +148,49 @@ def inject_noise(
         confusions = cfg.confusions if cfg.confusions is not None else (default_confusions or [])
         return inject_complex(clean, cfg, names, confusions, rng)
     raise ValueError(f"unknown noise mode {cfg.mode!r}")  # the config validation rules this out
+
+
+# ----------------------------------------------------------------------------- the rates the forget rates use
+
+
+def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(eps_c, global eps) the forget rates use (METHODS.md section 2): `oracle` reads the realised
+    rates of the injected noise; `given` takes method.noise_rates / method.noise_rate."""
+    c = observed.shape[1]
+    if m.noise_rate_source == "oracle":
+        wrong, known = wrong_entries(observed, clean)
+        if not known.any():
+            raise UserError(
+                "method.noise_rate_source: oracle measures the noise against clean labels, which noise.mode real does not have; "
+                "give method.noise_rates or method.noise_rate (or a noise.clean_subset to measure them on)"
+            )
+        eps_c = wrong.sum(0).float() / known.sum(0).clamp(min=1)
+    else:
+        if m.noise_rates is not None and len(m.noise_rates) != c:
+            raise UserError(f"method.noise_rates: expected {c} values (one per class), got {len(m.noise_rates)}")
+        given = m.noise_rates if m.noise_rates is not None else [m.noise_rate] * c
+        eps_c = torch.tensor(given, dtype=torch.float32, device=observed.device)
+    eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
+    check_forget_rates(
+        m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c"
+    )  # the oracle's rates are known only now
+    return eps_c, eps
+
+
+def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
+    """2 x C: the share of the observed negatives (row 0) and of the observed positives (row 1) of
+    each class that are wrong (METHODS.md section 2, revision 2). `oracle` counts them; `given` puts
+    omission_share of the eps_c * N wrong entries among the observed negatives, the rest among the positives."""
+    pos = observed.bool()
+    n_pos, n_neg = pos.sum(0).double().clamp(min=1), (~pos).sum(0).double().clamp(min=1)
+    if m.noise_rate_source == "oracle":
+        wrong, _ = wrong_entries(observed, clean)
+        rates = torch.stack([(wrong & ~pos).sum(0) / n_neg, (wrong & pos).sum(0) / n_pos])
+    else:
+        wrong = eps_c.double() * observed.shape[0]
+        rates = torch.stack([m.omission_share * wrong / n_neg, (1 - m.omission_share) * wrong / n_pos])
+    rates = rates.clamp(0.0, 1.0).float()
+    check_forget_rates(
+        m.alpha, [float(x) for x in rates.flatten()], None, f"{m.noise_rate_source} per-polarity eps (negatives, then positives)"
+    )
+    return rates

@@ -34,7 +34,10 @@ class _StrictLoader(yaml.SafeLoader):
                 break
             if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {str(key)[:60]!r} (first at line {first + 1}; the second would silently win)", key_node.start_mark
+                    None,
+                    None,
+                    f"duplicate key {str(key)[:60]!r} (first at line {first + 1}; the second would silently win)",
+                    key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
@@ -81,7 +84,11 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        from .config import show_value
-
         raise UserError(f"{path}: expected a mapping of config keys at the top level, got {show_value(data)}")
     return data
+
+
+def show_value(value: Any, limit: int = 80) -> str:
+    """A value as the user wrote it, cut to `limit` characters (error lines stay short)."""
+    text = repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -2,8 +2,9 @@
 
 A study folder holds Tune's files (the experiment state, one folder per trial with `result.json`)
 and `mhss_study.json`, which `mhss-tune` writes first (metric, mode, max_t, scheduler, class names,
-the base run config). Tune's `ExperimentAnalysis` reads them through pyarrow's filesystems, so a
-local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupted.
+the base run config; study_record.py). Tune's `ExperimentAnalysis` reads them through pyarrow's
+filesystems, so a local folder, an NFS mount, `s3://` and `gs://` all work, finished or interrupted.
+This module is the one reader of Tune's files: it imports Ray's `ExperimentAnalysis`, never `mhss_ray.tune`.
 
     trials: one row per trial: study, trial_id, status (Tune's), outcome (completed, stopped early,
             errored, unfinished), error, failures (Tune's retries), node, method, the searched config (per-class noise rates as
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..study_record import read_record as read_info
 
-STUDY_INFO = "mhss_study.json"
 # Tune's bookkeeping columns that say nothing about the model
 TUNE_COLUMNS = {
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date", "pid",
@@ -33,7 +34,6 @@ TUNE_COLUMNS = {
 }  # fmt: skip
 PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
 OUTCOMES = ("completed", "stopped early", "errored", "unfinished")
-PLAIN_NAME = re.compile(r"^[^/\\\0]+$")
 
 
 @dataclass
@@ -44,42 +44,6 @@ class StudyTables:
 
     def study(self, name: str) -> dict:
         return self.info.get(name, {})
-
-
-def _filesystem(path: str):
-    import pyarrow.fs
-
-    if "://" not in path:
-        from pathlib import Path
-
-        path = str(Path(path).expanduser().resolve())
-    try:
-        return pyarrow.fs.FileSystem.from_uri(path)
-    except (pyarrow.lib.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{path}: cannot open ({str(exc).splitlines()[0][:160]})") from None
-
-
-def read_info(path: str) -> dict:
-    """The study's mhss_study.json, or {} for a study run before it was written. Its name becomes
-    file names of the analysis, so it must be a plain name (a crafted `../../x` is refused)."""
-    fs, inner = _filesystem(path)
-    target = f"{inner.rstrip('/')}/{STUDY_INFO}"
-    where = f"{path.rstrip('/')}/{STUDY_INFO}"
-    try:
-        with fs.open_input_stream(target) as f:
-            raw = f.readall()
-    except (FileNotFoundError, OSError):
-        return {}
-    try:
-        info = json.loads(raw.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{where}: corrupt ({exc.__class__.__name__}); mhss-tune writes it when a study starts") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{where}: corrupt (expected a JSON object)")
-    name = info.get("name")
-    if name is not None and (not isinstance(name, str) or not PLAIN_NAME.match(name) or name in (".", "..")):
-        raise UserError(f"{where}: name {str(name)[:60]!r} is not a plain folder name")
-    return info
 
 
 BASELINE_COLUMN = "baseline"  # the key of a baseline arm's point, as mhss-tune writes it: the method the arm ran

@@ -11,11 +11,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .load import BASELINE_COLUMN, StudyTables, best_trials, is_arm
+from ..registry import METHODS
+from .load import BASELINE_COLUMN, StudyTables, is_arm
 
 OUTCOME_MARKERS = {"completed": "o", "stopped early": "X", "errored": "s", "unfinished": "D"}
 # how a trial's learning curve ends when it did not complete: marker, colour, legend text
-END_MARKERS = {"stopped early": ("X", "black", "stopped early (ASHA)"), "errored": ("s", "red", "errored"), "unfinished": (">", "0.4", "unfinished (study interrupted)")}
+END_MARKERS = {
+    "stopped early": ("X", "black", "stopped early (ASHA)"),
+    "errored": ("s", "red", "errored"),
+    "unfinished": (">", "0.4", "unfinished (study interrupted)"),
+}
 TOP = 5  # trials drawn in colour (and named in legends); the others are drawn in grey
 
 
@@ -46,8 +51,10 @@ def _draw_arm_levels(ax, trials: pd.DataFrame, info: dict) -> None:
 
 
 def _label(trial: pd.Series) -> str:
+    """The trial id and its values of the keys the registered methods label (α, θ, warm-up, ...)."""
     parts = [trial["trial_id"]]
-    for key, short in (("method.alpha", "α"), ("method.theta", "θ"), ("method.warmup", "warm-up")):
+    labels = {k: short for spec in METHODS.specs() for k, short in spec.labels.items()}
+    for key, short in labels.items():
         if key in trial and pd.notna(trial[key]):
             parts.append(f"{short} {trial[key]:.2g}" if isinstance(trial[key], float) else f"{short} {trial[key]}")
     return ", ".join(parts)
@@ -102,7 +109,15 @@ def learning_curves(tables: StudyTables, name: str):
         if tid in arm_ids:
             continue  # drawn below, dashed
         label = f"#{rank[tid]} {_label(trial)}" if tid in rank else None
-        ax.plot(df["epoch"], df[metric], marker=".", color=colours.get(tid, "0.75"), lw=2 if tid in colours else 1, label=label, zorder=3 if tid in colours else 1)
+        ax.plot(
+            df["epoch"],
+            df[metric],
+            marker=".",
+            color=colours.get(tid, "0.75"),
+            lw=2 if tid in colours else 1,
+            label=label,
+            zorder=3 if tid in colours else 1,
+        )
         if trial["outcome"] in END_MARKERS:
             marker, colour, _ = END_MARKERS[trial["outcome"]]
             ax.plot(df["epoch"].iloc[-1], df[metric].iloc[-1], marker, color=colour, ms=9, zorder=4)
@@ -156,7 +171,11 @@ def selection_over_epochs(tables: StudyTables, name: str):
     """Selection precision and recall and the corrections of each epoch, for the best trials."""
     trials, epochs, info = _study(tables, name)
     ranked = _ranked(trials, info)
-    panels = [("selection_precision", "selection precision"), ("selection_recall", "selection recall"), ("corrections", "corrections per epoch")]
+    panels = [
+        ("selection_precision", "selection precision"),
+        ("selection_recall", "selection recall"),
+        ("corrections", "corrections per epoch"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, (key, title) in zip(axes, panels):
         drawn = False
@@ -196,7 +215,14 @@ def noise_rates(tables: StudyTables, name: str):
     realised = [best_rows[f"noise_rate_{c}"].iloc[-1] if f"noise_rate_{c}" in best_rows and len(best_rows) else np.nan for c in classes]
     known = bool(classes) and not np.isnan(realised).all()
     if not searched and not known:
-        ax.text(0.5, 0.5, "per-class noise rates: not searched, and the clean labels are unknown", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "per-class noise rates: not searched, and the clean labels are unknown",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
         return fig
     shown = ranked if searched else ranked.head(0)
@@ -208,12 +234,22 @@ def noise_rates(tables: StudyTables, name: str):
         ax.bar(x - 0.4 + width / 2, realised, width, color="black", label="realised noise rate")
         k0 = 1
     for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, shown.iterrows())):
-        ax.bar(x - 0.4 + width * (k0 + k + 0.5), [trial[c] for c in eps_cols], width, color=colour, label=f"ε_c of #{k + 1}: {trial['trial_id']}")
+        ax.bar(
+            x - 0.4 + width * (k0 + k + 0.5),
+            [trial[c] for c in eps_cols],
+            width,
+            color=colour,
+            label=f"ε_c of #{k + 1}: {trial['trial_id']}",
+        )
     long_names = max(map(len, classes)) > 3
     ax.set_xticks(x, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_xlabel("class")
     ax.set_ylabel("noise rate")
-    what = f"per-class ε_c of the {len(shown)} best trials vs the realised noise" if searched else "realised noise per class (ε_c not searched)"
+    what = (
+        f"per-class ε_c of the {len(shown)} best trials vs the realised noise"
+        if searched
+        else "realised noise per class (ε_c not searched)"
+    )
     ax.set_title(f"{name}: {what}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -242,4 +278,4 @@ def save_all(tables: StudyTables, out: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["PLOTS", "save_all", "best_trials"]
+__all__ = ["PLOTS", "learning_curves", "metric_vs_alpha", "noise_rates", "per_class_ap", "save_all", "selection_over_epochs"]

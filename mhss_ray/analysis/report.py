@@ -12,18 +12,22 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..config import RunConfig, from_dict
+from ..config import RunConfig, apply_point, from_dict
 from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, user_mode, write_marker
+from ..registry import METHODS
 from .load import BASELINE_COLUMN, OUTCOMES, StudyTables, baseline_arms, best_trials, column_name, epoch_budget
 from .plots import save_all
 
-SHOWN_CONFIG = ("method.alpha", "method.theta", "method.warmup", "method.q", "optim.lr")
+
+def shown_config() -> list[str]:
+    """The config columns of the summary's tables: the keys the registered methods label in plots
+    (alpha, theta, the warm-up, ...), then method.q and optim.lr; a column only where a study searched it."""
+    keys = [k for spec in METHODS.specs() for k in spec.labels]
+    return list(dict.fromkeys([*keys, "method.q", "optim.lr"]))
 
 
 def best_config(tables: StudyTables, name: str) -> dict | None:
     """The full run config of the study's best trial: the study's base config plus its point."""
-    from ..tune.space import apply_point
-
     info = tables.study(name)
     best = best_trials(tables, top=1_000_000)
     best = best[best["study"] == name]
@@ -80,7 +84,10 @@ def _gains(tables: StudyTables, name: str, best: pd.DataFrame) -> list[str]:
     if top is not None and "test_mAP_at_best" in arms and pd.notna(top.get("test_mAP_at_best")):
         arms["gain in test mAP"] = float(top["test_mAP_at_best"]) - arms["test_mAP_at_best"].astype(float)
     lines = ["", "Baseline arms (each run once on the base config; gain = the best trial's figure minus the arm's):", ""]
-    lines += _table(arms, [BASELINE_COLUMN, "trial_id", "outcome", col, "best_epoch", "test_mAP_at_best", f"gain in {info['metric']}", "gain in test mAP"])
+    lines += _table(
+        arms,
+        [BASELINE_COLUMN, "trial_id", "outcome", col, "best_epoch", "test_mAP_at_best", f"gain in {info['metric']}", "gain in test mAP"],
+    )
     if top is not None and col in arms:
         worst_gap = min(sign * (float(top[col]) - float(v)) for v in arms[col].dropna())
         verdict = "beats every baseline arm" if worst_gap > 0 else "does not beat every baseline arm"
@@ -95,40 +102,76 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         metric = info["metric"]
         counts = trials["outcome"].value_counts()
         outcome_text = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
-        lines += [f"## {name}", "", f"{len(trials)} trials: {outcome_text}. Metric `{metric}` ({info['mode']}), max_t {info.get('max_t', '?')} epochs."]
+        lines += [
+            f"## {name}",
+            "",
+            f"{len(trials)} trials: {outcome_text}. Metric `{metric}` ({info['mode']}), max_t {info.get('max_t', '?')} epochs.",
+        ]
         budget = epoch_budget(tables, name)
         unfinished = int(counts.get("unfinished", 0))
         if unfinished:
-            lines.append(f"The study was interrupted ({unfinished} trials unfinished, {budget['epochs_run']} epochs run); `mhss-tune --resume` continues it.")
+            lines.append(
+                f"The study was interrupted ({unfinished} trials unfinished, {budget['epochs_run']} epochs run); `mhss-tune "
+                "--resume` continues it."
+            )
         elif info.get("scheduler", {}).get("name") == "fifo":
             lines.append(f"No early stopping (FIFO): {budget['epochs_run']} epochs run.")
         elif "epochs_without_stopping" in budget:
             lines.append(
-                f"Epoch budget: {budget['epochs_run']} epochs run of the {budget['epochs_without_stopping']} that every trial running to max_t would "
+                f"Epoch budget: {budget['epochs_run']} epochs run of the {budget['epochs_without_stopping']} that every trial "
+                "running to max_t would "
                 f"have taken: early stopping saved {budget['saved_share']:.0%}."
             )
         best = best_trials(tables, top=5)
         best = best[best["study"] == name]
-        shown = ["trial_id", "method", "outcome", f"best_{metric}", "best_epoch", "test_mAP_at_best", "epochs", *[c for c in SHOWN_CONFIG if c in trials]]
+        shown = [
+            "trial_id",
+            "method",
+            "outcome",
+            f"best_{metric}",
+            "best_epoch",
+            "test_mAP_at_best",
+            "epochs",
+            *[c for c in shown_config() if c in trials],
+        ]
         lines += ["", "Best trials:", "", *_table(best, shown)]
         per_method = best_trials(StudyTables(trials, tables.epochs, {name: info}), top=1_000_000).groupby("method", sort=False).head(1)
-        lines += ["", "Best trial per method:", "", *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"])]
+        lines += [
+            "",
+            "Best trial per method:",
+            "",
+            *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"]),
+        ]
         lines += _gains(tables, name, best)
         errored = trials[trials["outcome"] == "errored"]
         if not errored.empty:
             lines += ["", "Errored trials:", "", *_table(errored, ["trial_id", "epochs", "failures", "error"])]
         damaged = trials[trials["damaged"].fillna("") != ""] if "damaged" in trials else trials.head(0)
         if not damaged.empty:
-            lines += ["", "Damaged result files (every readable epoch is kept; the rest are missing from the tables):", "", *_table(damaged, ["trial_id", "epochs", "damaged"])]
+            lines += [
+                "",
+                "Damaged result files (every readable epoch is kept; the rest are missing from the tables):",
+                "",
+                *_table(damaged, ["trial_id", "epochs", "damaged"]),
+            ]
         if name in config_files:
-            lines += ["", f"Best configuration: `{config_files[name]}`; run it alone with", "", "```bash", f"mhss-train --config {config_files[name]}", "```"]
+            lines += [
+                "",
+                f"Best configuration: `{config_files[name]}`; run it alone with",
+                "",
+                "```bash",
+                f"mhss-train --config {config_files[name]}",
+                "```",
+            ]
         lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in plots if p.name.startswith(f"{name}_")), ""]
     lines += ["Tables: `trials.parquet` (one row per trial), `epochs.parquet` (one row per trial and epoch).", ""]
     return "\n".join(lines)
 
 
 # Everything an analysis writes; a later analysis into the same --out replaces these and nothing else.
-ANALYSIS = FolderKind("mhss-analyze", ".mhss-analysis", (".mhss-analysis", "trials.parquet", "epochs.parquet", "summary.md", "*.png", "best_config_*.yaml"))
+ANALYSIS = FolderKind(
+    "mhss-analyze", ".mhss-analysis", (".mhss-analysis", "trials.parquet", "epochs.parquet", "summary.md", "*.png", "best_config_*.yaml")
+)
 
 
 def check_output(out: Path, studies: list[str]) -> None:
@@ -156,7 +199,9 @@ def write_report(tables: StudyTables, out: Path) -> list[Path]:
             cfg = best_config(tables, name)
             if cfg is not None:
                 file = f"best_config_{name}.yaml"
-                (tmp / file).write_text(f"# The best trial of study {name}, as a run config for mhss-train\n" + yaml.safe_dump(cfg, sort_keys=False))
+                (tmp / file).write_text(
+                    f"# The best trial of study {name}, as a run config for mhss-train\n" + yaml.safe_dump(cfg, sort_keys=False)
+                )
                 configs[name] = str(out / file)
         (tmp / "summary.md").write_text(summary_markdown(tables, configs, plots))
         if out.exists():

@@ -14,13 +14,23 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from ..config import DataConfig
+from ..registry import register_dataset
 from .base import DataBundle, InMemoryImages, Split
 
 NUM_CLASSES = 10
 TILE = 8
-MEAN, STD = 0.25, 0.35
+MEAN, STD = 0.25, 0.35  # roughly the pixel statistics of the mosaics at the default blank rate
 # Handwritten digits people and classifiers mix up: a true a reported as b with this chance.
-CONFUSIONS = [["1", "7", 0.2], ["7", "1", 0.2], ["4", "9", 0.2], ["9", "4", 0.2], ["3", "8", 0.15], ["8", "3", 0.15], ["5", "6", 0.1], ["6", "5", 0.1]]  # roughly the pixel statistics of the mosaics at the default blank rate
+CONFUSIONS = [
+    ["1", "7", 0.2],
+    ["7", "1", 0.2],
+    ["4", "9", 0.2],
+    ["9", "4", 0.2],
+    ["3", "8", 0.15],
+    ["8", "3", 0.15],
+    ["5", "6", 0.1],
+    ["6", "5", 0.1],
+]
 
 
 def class_prior(zipf_exponent: float) -> np.ndarray:
@@ -81,3 +91,12 @@ def build(cfg: DataConfig, seed: int) -> DataBundle:
         images, labels = compose(n, base_images[idx], targets[idx], cfg, np.random.default_rng([seed, k + 1]))
         splits.append(Split(InMemoryImages(upscale(images, cfg.image_size), MEAN, STD), labels))
     return DataBundle("digits-mosaic", [str(c) for c in range(NUM_CLASSES)], 1, *splits, confusions=CONFUSIONS)
+
+
+register_dataset(
+    "digits-mosaic",
+    lambda cfg: build(cfg.data, cfg.seed),
+    lambda cfg: [str(c) for c in range(NUM_CLASSES)],
+    keys=("grid", "n_train", "n_val", "n_test", "base_split", "blank_prob", "zipf_exponent"),
+    summary="the built-in dataset: g x g mosaics of scikit-learn's 8x8 digits, in memory",
+)

@@ -14,10 +14,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import RunConfig
+from ..registry import register_dataset
 from ..errors import UserError
 from .base import DataBundle
 from .files import check_files
-from .folder import IMAGENET_MEAN, IMAGENET_STD, Part, carve_validation, check_known, class_weights, make_bundle, root_folder, three_way, verified_labels
+from .folder import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Part,
+    carve_validation,
+    check_known,
+    class_weights,
+    make_bundle,
+    root_folder,
+    three_way,
+    verified_labels,
+)
 from .images import ImageReader
 from .tables import first_true, label_matrix, read_table, require_file, row_name, split_labels, file_column
 
@@ -93,3 +105,23 @@ def build(cfg: RunConfig) -> DataBundle:
         check_known(sub_names, names, sub, f"an image of {path.name}")
         verified = verified_labels(train, sub_names, sub_labels, sub)
     return make_bundle(cfg, classes, (train, val, test), ImageReader(), IMAGENET_MEAN, IMAGENET_STD, class_weights(cfg, classes), verified)
+
+
+register_dataset(
+    "manifest",
+    build,
+    class_names,
+    keys=(
+        "root",
+        "manifest",
+        "file_column",
+        "labels_column",
+        "split_column",
+        "classes",
+        "split",
+        "val_fraction",
+        "split_seed",
+        "class_weights",
+    ),
+    summary="your own inspection database: a CSV or Parquet manifest of image files and labels",
+)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import RunConfig
+from ..registry import register_dataset
 from ..errors import UserError
 from .base import DataBundle
 from .files import check_files, list_files, missing_mask
@@ -75,3 +76,13 @@ def build(cfg: RunConfig) -> DataBundle:
         verified = verified_labels(train, names, labels, path)
     weights = class_weights(cfg, CLASSES, CLASS_WEIGHTS)
     return make_bundle(cfg, CLASSES, (train, val, parts["test"]), ImageReader(), MEAN, STD, weights, verified)
+
+
+register_dataset(
+    "sewerml",
+    build,
+    class_names,
+    keys=("root", "val_fraction", "split_seed", "class_weights"),
+    weighted_metrics=True,
+    summary="Sewer-ML CCTV frames and their 17 defect codes (real noise)",
+)

@@ -24,12 +24,6 @@ def require_file(path: Path, what: str = "file") -> Path:
     return path
 
 
-def require_folder(path: Path, key: str) -> Path:
-    if not path.is_dir():
-        raise UserError(f"{key}: {path}: no such folder")
-    return path
-
-
 def row_name(path: Path, row: int) -> str:
     """Where data row `row` (0-based) of a table file is, as a person would look for it."""
     return f"{path} row {row + 1}" if path.suffix == ".parquet" else f"{path} line {row + 2}"
@@ -40,7 +34,9 @@ def csv_header(path: Path, delimiter: str = ",") -> list[str]:
         return [h.strip().strip('"') for h in f.readline().rstrip("\r\n").split(delimiter)]
 
 
-def read_table(path: Path, delimiter: str = ",", text_columns: tuple[str, ...] = (), label_columns: tuple[str, ...] | None = None) -> pa.Table:
+def read_table(
+    path: Path, delimiter: str = ",", text_columns: tuple[str, ...] = (), label_columns: tuple[str, ...] | None = None
+) -> pa.Table:
     """A CSV (header row, `delimiter`) or Parquet file as one pyarrow table. A CSV row with the wrong
     number of fields is an error naming its line; `text_columns` are read as strings whatever they hold.
     With `label_columns`, a CSV is read as those columns (int8) and the text columns only: a million
@@ -121,7 +117,9 @@ def label_matrix(table: pa.Table, columns: list[str], path: Path) -> np.ndarray:
     for j, name in enumerate(columns):
         col = table.column(name)
         if col.null_count:
-            raise UserError(f"{row_name(path, first_true(pc.is_null(col).to_numpy(zero_copy_only=False)))}: column {name!r} is empty (expected 0 or 1)")
+            raise UserError(
+                f"{row_name(path, first_true(pc.is_null(col).to_numpy(zero_copy_only=False)))}: column {name!r} is empty (expected 0 or 1)"
+            )
         if pa.types.is_boolean(col.type):
             out[:, j] = col.to_numpy(zero_copy_only=False)
             continue
@@ -159,7 +157,10 @@ def file_column(table: pa.Table, name: str, path: Path) -> pa.StringArray:
         first = int(pc.min(twice["row_min"]).as_py())
         i = int(pc.index(twice["row_min"], first).as_py())
         second = int(twice["row_max"][i].as_py())
-        raise UserError(f"{row_name(path, second)}: image {col[first].as_py()!r} is listed again (first at {row_name(path, first).removeprefix(str(path) + ' ')})")
+        raise UserError(
+            f"{row_name(path, second)}: image {col[first].as_py()!r} is listed again (first at "
+            f"{row_name(path, first).removeprefix(str(path) + ' ')})"
+        )
     return col
 
 
@@ -178,7 +179,9 @@ def split_labels(col: pa.StringArray, classes: list[str] | None, path: Path, col
     unknown = np.isnan(code) if code.dtype.kind == "f" else code < 0
     if unknown.any():
         i = first_true(unknown)
-        raise UserError(f"{row_name(path, int(rows[i]))}: column {column!r} names unknown class {flat[i].as_py()!r} (classes: {', '.join(classes)})")
+        raise UserError(
+            f"{row_name(path, int(rows[i]))}: column {column!r} names unknown class {flat[i].as_py()!r} (classes: {', '.join(classes)})"
+        )
     labels = np.zeros((len(col), len(classes)), dtype=np.uint8)
     labels[rows, code.astype(np.int64)] = 1
     return classes, labels

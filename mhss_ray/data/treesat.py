@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import RunConfig
+from ..registry import register_dataset
 from ..errors import UserError
 from .base import DataBundle
 from .files import check_files
@@ -39,7 +40,8 @@ def read_labels(root: Path) -> dict[str, list]:
         raise UserError(f"{path}: expected an object {{image name: [[genus, share], ...]}}")
     for name, pairs in data.items():
         ok = isinstance(pairs, list) and all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float)) and not isinstance(p[1], bool) for p in pairs
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float)) and not isinstance(p[1], bool)
+            for p in pairs
         )
         if not ok:
             raise UserError(f"{path}: entry {name!r}: expected [[genus, share], ...], got {str(pairs)[:80]}")
@@ -99,3 +101,12 @@ def build(cfg: RunConfig) -> DataBundle:
     reader = ImageReader(tuple(FILE_BANDS.index(b) for b in bands))
     mean, std = [BAND_MEAN[b] for b in bands], [BAND_STD[b] for b in bands]
     return make_bundle(cfg, classes, (train, val, parts["test"]), reader, mean, std)
+
+
+register_dataset(
+    "treesat",
+    build,
+    class_names,
+    keys=("root", "label_threshold", "bands", "val_fraction", "split_seed"),
+    summary="TreeSatAI aerial 60 m patches (4-band TIFF) and their genus labels",
+)

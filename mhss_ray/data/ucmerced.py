@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from ..config import RunConfig
+from ..registry import register_dataset
 from ..errors import UserError
 from .base import DataBundle
 from .files import check_files
@@ -46,3 +47,12 @@ def build(cfg: RunConfig) -> DataBundle:
     check_files(files, root / IMAGES, path)
     parts = three_way(Part(root / IMAGES, files, labels, path), cfg)
     return make_bundle(cfg, classes, parts, ImageReader(), IMAGENET_MEAN, IMAGENET_STD)
+
+
+register_dataset(
+    "ucmerced",
+    build,
+    class_names,
+    keys=("root", "split", "split_seed"),
+    summary="UcMerced multi-label: Images/<scene>/*.tif and LandUse_Multilabeled.txt",
+)

@@ -15,16 +15,17 @@ from PIL import Image
 from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import Dataset
 
-from .base import InMemoryImages
-
 
 class TwoViews(Dataset):
-    def __init__(self, base: InMemoryImages, randaugment: str = "rand-m9-mstd0.5"):
+    def __init__(self, base: Dataset, randaugment: str = "rand-m9-mstd0.5"):
+        """base: the in-memory images (base.InMemoryImages, which builds this view when DISC asks for two)."""
         self.base = base
         size = base.images.shape[-1]
         fill = int(base.mean * 255)
         chans = base.images.shape[1]
-        self.strong = rand_augment_transform(randaugment, {"translate_const": max(1, int(size * 0.45)), "img_mean": fill if chans == 1 else (fill,) * 3})
+        self.strong = rand_augment_transform(
+            randaugment, {"translate_const": max(1, int(size * 0.45)), "img_mean": fill if chans == 1 else (fill,) * 3}
+        )
 
     def __len__(self) -> int:
         return len(self.base)

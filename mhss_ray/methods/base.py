@@ -10,18 +10,36 @@ whose loss is not "ASL on selected entries" (DISC) overrides `loss`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .losses import AsymmetricLoss, masked_batch_loss
 from .stats import SelectionStats
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 @dataclass
 class Selection:
     targets: torch.Tensor  # B x C labels this network learns with
     mask: torch.Tensor | None = None  # B x C, True where it learns from the entry; None = every entry
+
+
+@dataclass
+class MethodInputs:
+    """What a method's builder is given (registry.register_method)."""
+
+    cfg: RunConfig  # the whole run config; cfg.method is the method's own section
+    observed: torch.Tensor  # N x C uint8, the noisy training labels, on the training device
+    clean: torch.Tensor  # N x C uint8, only to measure selection and correction (noise.UNKNOWN where nobody knows)
+    loss_fn: AsymmetricLoss
+    epochs: int  # of a round of method.restarts (of the run without restarts)
+    # methods registered with forgets=True: eps_c and the global eps (section 2), per polarity (2 x C) with polarity_rates split
+    eps_c: torch.Tensor | None = None
+    eps: float | None = None
+    eps_pm: torch.Tensor | None = None
 
 
 @dataclass

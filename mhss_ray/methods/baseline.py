@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method, Selection
+from ..registry import register_method
+from .base import Method, MethodInputs, Selection
 
 
 class FixedLabels(Method):
@@ -22,3 +23,15 @@ class FixedLabels(Method):
 
     def current_labels(self) -> list[torch.Tensor]:
         return [self.labels]
+
+
+@register_method("asl", summary="one network on every observed label (section 8)")
+def build_asl(inputs: MethodInputs) -> FixedLabels:
+    return FixedLabels(inputs.observed, inputs.clean, inputs.loss_fn)
+
+
+@register_method(
+    "asl-clean", needs_clean=True, summary="one network on the clean labels: the upper bound, synthetic noise only (section 8)"
+)
+def build_asl_clean(inputs: MethodInputs) -> FixedLabels:
+    return FixedLabels(inputs.observed, inputs.clean, inputs.loss_fn, use_clean=True)

@@ -6,7 +6,7 @@ warm-up, network k ranks its losses on its labels before this batch's correction
 an entry S_k rejects whose full history has uncertainty u <= theta is refurbishable (R_k) and takes
 network k's majority prediction as its label from then on (corrections persist); an entry S_k keeps
 is never changed by network k. Network k's peer learns from S_k | R_k with network k's labels. MHSS
-(mhss.py) is this class with CDNR and JCC switched on.
+(mhss.py) overrides two hooks: `forget_base` (CDNR) and `correct` (JCC).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import math
 
 import torch
 
-from ..config import MethodConfig, default_warmup  # noqa: F401  (default_warmup: section 5's rule, kept beside the config)
-from .base import Method, Selection
+from ..config import MethodConfig, default_warmup
+from ..registry import register_method
+from .base import Method, MethodInputs, Selection
 from .history import PredictionHistory
 from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
@@ -25,17 +26,11 @@ from .selection import forget_rates, small_loss_mask
 class CoSELFIE(Method):
     num_networks = 2
 
-    def __init__(
-        self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, cdnr: bool = False, jcc: bool = False, epochs: int = 30,
-        eps_pm: torch.Tensor | None = None,
-    ):  # fmt: skip
+    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, epochs: int = 30, eps_pm=None):
         super().__init__(observed, clean, loss_fn)
-        self.cfg, self.cdnr, self.jcc = cfg, cdnr, jcc
+        self.cfg = cfg
         self.warmup = cfg.warmup if cfg.warmup is not None else default_warmup(cfg.q, epochs)
-        # section 2 / 6: tau_c = alpha * eps_c with CDNR, tau = alpha * eps otherwise
-        self.eps = eps_c.clone() if cdnr else torch.full_like(eps_c, eps)
-        if eps_pm is not None:  # per polarity (2 x C: observed negatives, positives), revision 2
-            self.eps = eps_pm.clone() if cdnr else eps_pm.mean(1, keepdim=True).expand_as(eps_pm).clone()
+        self.eps = self.forget_base(eps_c, eps, eps_pm)
         n, c = observed.shape
         self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
         self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC
@@ -43,6 +38,22 @@ class CoSELFIE(Method):
         # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
         self.budget = torch.ceil(cfg.alpha * eps_c.double() * n - 1e-9).long() if cfg.correction_budget else None
         self.changed = [torch.zeros(c, dtype=torch.long, device=observed.device) for _ in range(2)]  # per column, now
+
+    def forget_base(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> torch.Tensor:
+        """The eps the forget rates multiply by alpha (section 2): the global eps for every class; per
+        polarity (eps_pm, 2 x C: observed negatives, positives; revision 2) the classes' mean of each row."""
+        if eps_pm is not None:
+            return eps_pm.mean(1, keepdim=True).expand_as(eps_pm).clone()
+        return torch.full_like(eps_c, eps)
+
+    def correct(self, indices: torch.Tensor, old: list[torch.Tensor], refurbishable: list[tuple[torch.Tensor, torch.Tensor]]):
+        """(R_k, labels_k) per network from each network's (R_k, majority label): each network applies
+        its own corrections to its own labels (section 5)."""
+        refurb = [r for r, _ in refurbishable]
+        labels = [torch.where(r, majority, o) for (r, majority), o in zip(refurbishable, old)]
+        for k in range(2):
+            self.stats.add_corrections(indices, old[k], labels[k])
+        return refurb, labels
 
     def restart(self) -> None:
         """SELFIE's restart: the corrected labels stay, the histories of the discarded networks go."""
@@ -83,20 +94,10 @@ class CoSELFIE(Method):
         # S_k is ranked on the labels before this batch's corrections; only entries it rejects are refurbished
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, old)]
-        (r0, m0), (r1, m1) = self.refurbishable(0, indices, masks[0]), self.refurbishable(1, indices, masks[1])
+        r = [self.refurbishable(k, indices, masks[k]) for k in range(2)]
         if self.budget is not None:
-            r0, r1 = self.within_budget(0, indices, r0, m0, old[0]), self.within_budget(1, indices, r1, m1, old[1])
-        if self.jcc:  # section 6: R = R_1 | R_2, except where both deem it and their majorities disagree
-            conflict = r0 & r1 & (m0 != m1)
-            r = (r0 | r1) & ~conflict
-            y = torch.where(r, torch.where(r0, m0, m1), old[0])
-            refurb, labels = [r, r], [y, y]
-            self.stats.add_corrections(indices, old[0], y)  # one correction per entry, applied by both
-        else:
-            refurb = [r0, r1]
-            labels = [torch.where(r0, m0, old[0]), torch.where(r1, m1, old[1])]
-            for k in range(2):
-                self.stats.add_corrections(indices, old[k], labels[k])
+            r = [(self.within_budget(k, indices, rk, mk, old[k]), mk) for k, (rk, mk) in enumerate(r)]
+        refurb, labels = self.correct(indices, old, r)
         observed = self.observed[indices]
         for k in range(2):
             if self.budget is not None:  # counted only where a budget needs it (every training step)
@@ -140,3 +141,20 @@ class PredictedLabel:
         top = torch.round(self.share.to(z.device) * b).long()  # per column
         ranks = torch.argsort(torch.argsort(z, dim=0, descending=True, stable=True), dim=0)
         return ranks < top.unsqueeze(0)
+
+
+KEYS = (
+    "alpha", "t_k", "noise_rate_source", "noise_rates", "noise_rate", "polarity_rates", "omission_share", "granularity", "q",
+    "history_threshold", "theta", "warmup", "correction_budget", "restarts",
+)  # fmt: skip
+LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"}
+
+
+@register_method(
+    "coselfie", num_networks=2, forgets=True, warmup=True, histories=True, keys=KEYS, labels=LABELS,
+    summary="Co-teaching + SELFIE's label refurbishment (section 5)",
+)  # fmt: skip
+def build(inputs: MethodInputs) -> CoSELFIE:
+    return CoSELFIE(
+        inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn, inputs.eps_c, inputs.eps, inputs.epochs, inputs.eps_pm
+    )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from ..config import MethodConfig
-from .base import Method, Selection
+from ..registry import register_method
+from .base import Method, MethodInputs, Selection
 from .selection import forget_rates, small_loss_mask
 
 
@@ -27,3 +28,13 @@ class CoTeaching(Method):
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), labels), tau, self.cfg.granularity, labels) for z in logits]
         return [Selection(labels, masks[1]), Selection(labels, masks[0])]  # cross update
+
+
+@register_method(
+    "coteaching", num_networks=2, forgets=True,
+    keys=("alpha", "t_k", "noise_rate_source", "noise_rates", "noise_rate", "polarity_rates", "omission_share", "granularity"),
+    labels={"method.alpha": "α"},
+    summary="two networks, label-level small-loss selection, cross update (section 4)",
+)  # fmt: skip
+def build(inputs: MethodInputs) -> CoTeaching:
+    return CoTeaching(inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn, inputs.eps_c, inputs.eps, eps_pm=inputs.eps_pm)

@@ -21,7 +21,8 @@ import math
 import torch
 
 from ..config import MethodConfig
-from .base import Batch, Method
+from ..registry import register_method
+from .base import Batch, Method, MethodInputs
 from .labels import LabelTable
 from .losses import masked_batch_loss
 
@@ -113,3 +114,13 @@ class DISC(Method):
         self.t_w.copy_(state["t_w"])
         self.t_s.copy_(state["t_s"])
         self.table.packed.copy_(state["table"])
+
+
+@register_method(
+    "disc", num_networks=1, num_views=2, warmup=True, whole_batch_key="mixup_alpha", whole_batch_use="DISC's mixup",
+    keys=("warmup", "disc_lambda", "disc_sigma", "gce_q", "mixup_alpha", "disc_shift"),
+    labels={"method.disc_sigma": "σ", "method.warmup": "warm-up"},
+    summary="dynamic instance-specific selection and correction on a weak and a strong view (section 7)",
+)  # fmt: skip
+def build(inputs: MethodInputs) -> DISC:
+    return DISC(inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn)

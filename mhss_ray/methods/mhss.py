@@ -1,4 +1,4 @@
-"""MHSS = CoSELFIE-MLC + CDNR + JCC (METHODS.md section 6).
+"""MHSS = CoSELFIE-MLC + CDNR + JCC (METHODS.md section 6), as two overridden hooks of CoSELFIE.
 
 CDNR: per-class forget rates tau_c = alpha * eps_c. JCC: an entry is refurbishable if at least one
 network deems it so, both networks apply the correction, and an entry both deem refurbishable with
@@ -8,10 +8,41 @@ the ablation (CoSELFIE, +CDNR, +JCC, both) is four configs of this one method.
 
 from __future__ import annotations
 
-from ..config import MethodConfig
-from .coselfie import CoSELFIE
+import torch
+
+from ..registry import register_method
+from .base import MethodInputs
+from .coselfie import KEYS, LABELS, CoSELFIE
 
 
 class MHSS(CoSELFIE):
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c, eps, epochs: int = 30, eps_pm=None):
-        super().__init__(cfg, observed, clean, loss_fn, eps_c, eps, cdnr=cfg.cdnr, jcc=cfg.jcc, epochs=epochs, eps_pm=eps_pm)
+    def forget_base(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> torch.Tensor:
+        """CDNR: each class (per polarity, each class and polarity) forgets at its own rate."""
+        if not self.cfg.cdnr:
+            return super().forget_base(eps_c, eps, eps_pm)
+        return eps_pm.clone() if eps_pm is not None else eps_c.clone()
+
+    def correct(self, indices: torch.Tensor, old: list[torch.Tensor], refurbishable: list[tuple[torch.Tensor, torch.Tensor]]):
+        """JCC: R = R_1 | R_2, except where both deem an entry refurbishable and their majorities disagree;
+        both networks apply the corrections (their label tables stay equal)."""
+        if not self.cfg.jcc:
+            return super().correct(indices, old, refurbishable)
+        (r0, m0), (r1, m1) = refurbishable
+        r = (r0 | r1) & ~(r0 & r1 & (m0 != m1))
+        y = torch.where(r, torch.where(r0, m0, m1), old[0])
+        self.stats.add_corrections(indices, old[0], y)  # one correction per entry, applied by both
+        return [r, r], [y, y]
+
+
+@register_method(
+    "mhss",
+    num_networks=2,
+    forgets=True,
+    warmup=True,
+    histories=True,
+    keys=(*KEYS, "cdnr", "jcc"),
+    labels=LABELS,
+    summary="CoSELFIE + class-dependent noise rates (CDNR) + the joint correction criterion (JCC) (section 6)",
+)
+def build(inputs: MethodInputs) -> MHSS:
+    return MHSS(inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn, inputs.eps_c, inputs.eps, inputs.epochs, inputs.eps_pm)

@@ -31,7 +31,9 @@ def kept_count(n: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return (n64 - torch.floor(tau64 * n64 + 1e-9)).long()
 
 
-def small_loss_mask(losses: torch.Tensor, tau: torch.Tensor, granularity: str = "per_class", labels: torch.Tensor | None = None) -> torch.Tensor:
+def small_loss_mask(
+    losses: torch.Tensor, tau: torch.Tensor, granularity: str = "per_class", labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """Entries (image, class) a network deems clean: the smallest losses (section 3).
 
     per_class: in each column c keep the ceil((1 - tau_c) * B) smallest losses.

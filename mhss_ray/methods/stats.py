@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..data.noise import UNKNOWN
+from ..noise import UNKNOWN
 
 
 SELECTION_KEYS = (
-    "selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise", "labels_changed", "labels_changed_precision",
+    "selection_precision", "selection_recall", "correction_precision", "corrections", "residual_noise",
+    "labels_changed", "labels_changed_precision",
 )  # fmt: skip
 
 

@@ -1,8 +1,9 @@
 """The training loop: one or two timm networks, a noisy-label method, ASL. No Ray import here.
 
-`fit(cfg, report)` trains one configuration and calls `report(metrics, checkpoint_dir)` once per
-epoch; the plain CLI passes a function that writes an output folder, Ray passes one that calls
-`ray.train.report`. A run resumes from any checkpoint it wrote (networks, EMA, optimiser, scheduler,
+`Trainer(cfg).run(report, log)` trains one configuration and calls `report(metrics, checkpoint_dir)`
+once per epoch: `mhss-train` passes a function that writes its run folder, a Tune trial one that calls
+`ray.tune.report` or `ray.train.report` (tune/driver.py); `fit` wraps both calls with an optional resume.
+A run resumes from any checkpoint it wrote (networks, EMA, optimiser, scheduler,
 RNG, method state, epoch) and then continues exactly as an uninterrupted run with the same seed.
 
 When a torch.distributed process group is up (Ray Train with several workers), the networks are
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..config import OptimConfig, RunConfig, RuntimeConfig, round_starts
 from ..data import DataBundle, build_dataset
 from ..data.images import original_index
-from ..data.noise import NoisyLabels, inject_noise
+from ..noise import NoisyLabels, inject_noise
 from ..errors import TrainingDiverged, UserError
 from ..methods import Batch, Method, build_method
 from .batching import EvenBatches
@@ -98,7 +99,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 class Trainer:
-    """Everything one run holds; `fit` below is the entry point."""
+    """Everything one run holds: data, noisy labels, networks, optimisers and the method; `run` trains it."""
 
     def __init__(self, cfg: RunConfig, data: DataBundle | None = None, method_factory: MethodFactory = build_method):
         self.cfg = cfg
@@ -106,7 +107,9 @@ class Trainer:
         self.world = World.current()
         self.data = data if data is not None else build_dataset(cfg)
         verified = (self.data.verified_rows, self.data.verified_labels)
-        self.noise: NoisyLabels = inject_noise(cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions, verified)
+        self.noise: NoisyLabels = inject_noise(
+            cfg.noise, self.data.train.labels, cfg.seed, self.data.class_names, self.data.confusions, verified
+        )
         dev = self.rt.device
         self.observed = torch.from_numpy(self.noise.labels).to(dev)
         self.clean = torch.from_numpy(self.noise.clean).to(dev)  # UNKNOWN where real noise has no verified label
@@ -133,7 +136,10 @@ class Trainer:
         train_images = self.data.train.images if self.method.num_views == 1 else self.data.train.images.two_views()
         self.sampler = EvenBatches(len(self.data.train), bs, cfg.seed, self.world)  # bs: the global batch
         loader_kw = dict(
-            num_workers=cfg.data.num_workers, pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0, worker_init_fn=seed_worker
+            num_workers=cfg.data.num_workers,
+            pin_memory=dev.type == "cuda",
+            persistent_workers=cfg.data.num_workers > 0,
+            worker_init_fn=seed_worker,
         )
         self.train_loader = DataLoader(train_images, batch_sampler=self.sampler, **loader_kw)
         self.eval_loaders = {
@@ -251,7 +257,10 @@ class Trainer:
         indices, logits = self.world.gather_batch(indices, logits)  # as is with one worker
         loss = self.method.loss(Batch(indices, views, logits, self._forward))
         if not torch.isfinite(loss):  # the global loss: every worker stops at the same step
-            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr {self.cfg.optim.lr:g}, optim.weight_decay {self.cfg.optim.weight_decay:g})")
+            raise TrainingDiverged(
+                f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr {self.cfg.optim.lr:g}, "
+                f"optim.weight_decay {self.cfg.optim.weight_decay:g})"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.world.size).backward()  # DDP averages over workers; the global loss wants the sum
         self.optimizer.step()
@@ -282,7 +291,11 @@ class Trainer:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         # every training image is seen once per epoch (by one of the workers)
-        stats = {"train_loss": total_loss / max(steps, 1) / len(self.nets), "images_per_s": len(self.data.train) / seconds, "train_seconds": seconds}
+        stats = {
+            "train_loss": total_loss / max(steps, 1) / len(self.nets),
+            "images_per_s": len(self.data.train) / seconds,
+            "train_seconds": seconds,
+        }
         if self.cfg.data.on_bad_image == "skip":
             stats["skipped_images"] = skipped
         stats.update(self.method.end_epoch(round_epoch))
@@ -362,7 +375,10 @@ class Trainer:
             if epoch > 0 and epoch in self.round_starts:
                 self.restart(round_index)
                 kept = sum(int((y != self.observed).sum()) for y in self.method.current_labels())
-                log(f"restart {round_index} of {len(self.round_starts) - 1}: networks and optimiser re-initialised, histories cleared, {kept} corrected labels kept")
+                log(
+                    f"restart {round_index} of {len(self.round_starts) - 1}: networks and optimiser re-initialised, histories "
+                    f"cleared, {kept} corrected labels kept"
+                )
             metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}  # epochs completed, 1-based
             if len(self.round_starts) > 1:
                 metrics["round"] = round_index

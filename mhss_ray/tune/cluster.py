@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 
-from ..analysis.load import STUDY_INFO
 from ..errors import UserError
 from ..outputs import FolderKind
+from ..study_record import STUDY_INFO, write_record
 from .lock import LOCK_FILE
 from .space import StudySpec
 
@@ -65,16 +64,24 @@ def check_removable(path: str) -> None:
     _, entries = _entries(path)
     names = [PurePosixPath(e.path).name for e in entries]
     if STUDY_INFO not in names:
-        raise UserError(f"{path}: holds a Tune experiment that mhss-tune did not write (no {STUDY_INFO}), so --overwrite leaves it; choose another --name")
+        raise UserError(
+            f"{path}: holds a Tune experiment that mhss-tune did not write (no {STUDY_INFO}), so --overwrite leaves it; "
+            "choose another --name"
+        )
     foreign = sorted(n for n in names if not STUDY.wrote(n))
     if foreign:
-        raise UserError(f"{path}: holds {foreign[0]!r}, which mhss-tune did not write, so --overwrite leaves the study; move it out or choose another --name")
+        raise UserError(
+            f"{path}: holds {foreign[0]!r}, which mhss-tune did not write, so --overwrite leaves the study; move it out or "
+            "choose another --name"
+        )
     if "://" not in path:  # a link (e.g. train-x -> a user's folder) would be followed by the recursive delete
         import os
 
         linked = sorted(n for n in names if os.path.islink(os.path.join(path, n)))
         if linked:
-            raise UserError(f"{path}: {linked[0]!r} is a link, which mhss-tune never writes, so --overwrite leaves the study; remove the link yourself")
+            raise UserError(
+                f"{path}: {linked[0]!r} is a link, which mhss-tune never writes, so --overwrite leaves the study; remove the link yourself"
+            )
 
 
 def remove_study(path: str) -> None:
@@ -114,9 +121,4 @@ def study_info(spec: StudySpec) -> dict:
 
 
 def write_study_info(spec: StudySpec, path: str) -> None:
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-    fs.create_dir(inner, recursive=True)
-    with fs.open_output_stream(f"{inner}/{STUDY_INFO}") as f:
-        f.write((json.dumps(study_info(spec), indent=2, default=str) + "\n").encode())
+    write_record(path, study_info(spec))

@@ -47,59 +47,50 @@ def _scratch(trial_id: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"mhss-ckpt-{trial_id}")
 
 
-# ----------------------------------------------------------------------------- in-process (workers: 0)
+# ----------------------------------------------------------------------------- the loop of a trial
+
+
+def train_point(spec: StudySpec, point: dict, trial_id: str, session) -> None:
+    """Train one point of the space, resuming from the session's checkpoint. `session` is `ray.tune`
+    (workers: 0, the loop inside the Tune trial) or `ray.train` (on every Ray Train worker): both
+    offer get_checkpoint, report and Checkpoint."""
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import Trainer
+
+    cap_gpu_memory(spec.tune.resources.gpu_per_worker)
+    trainer = Trainer(spec.trial_config(point))
+    checkpoint = session.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_state_dict(load_checkpoint(folder))
+    node_id = _node_id()
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        ckpt = session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        session.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+
+    trainer.run(report, log=lambda line: print(line, flush=True), scratch=_scratch(trial_id))
 
 
 def run_in_process(config: dict, spec: StudySpec) -> None:
     from ray import tune
 
-    from ..train.checkpoint import load_checkpoint
-    from ..train.loop import Trainer
-
-    cap_gpu_memory(spec.tune.resources.gpu_per_worker)
-    trainer = Trainer(spec.trial_config(config))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(load_checkpoint(folder))
-    node_id = _node_id()
-
-    def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
-
-    trainer.run(report, log=lambda line: print(line, flush=True), scratch=_scratch(tune.get_context().get_trial_id()))
-
-
-# ----------------------------------------------------------------------------- Ray Train (workers >= 1)
+    train_point(spec, config, tune.get_context().get_trial_id(), tune)
 
 
 def worker_main(loop_config: dict) -> None:
-    """Runs on every Ray Train worker: the trainer's loop, reporting through `ray.train.report`."""
+    """Runs on every Ray Train worker: the same loop, reporting through `ray.train.report`."""
     import ray.train
     import torch
 
-    from ..train.checkpoint import load_checkpoint
-    from ..train.loop import Trainer
-
-    spec: StudySpec = loop_config["spec"]
     if torch.cuda.is_available():
         import ray.train.torch
 
         torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" means this worker's GPU
-    cap_gpu_memory(spec.tune.resources.gpu_per_worker)
-    trainer = Trainer(spec.trial_config(loop_config["point"]))
-    scratch = _scratch(loop_config["trial_id"])
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(load_checkpoint(folder))
-    node_id = _node_id()
+    train_point(loop_config["spec"], loop_config["point"], loop_config["trial_id"], ray.train)
 
-    def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
 
-    trainer.run(report, log=lambda line: print(line, flush=True), scratch=scratch)
+# ----------------------------------------------------------------------------- Ray Train (workers >= 1)
 
 
 def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_path: str, callbacks: list | None = None):
@@ -142,7 +133,11 @@ def run_train(config: dict, spec: StudySpec) -> None:
 
     def forward(item: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="mhss-pointer-") as folder:
-            pointer = {"train_run": train_run_name(trial_id), "train_checkpoint": item["checkpoint_path"], "epoch": item["metrics"].get("epoch")}
+            pointer = {
+                "train_run": train_run_name(trial_id),
+                "train_checkpoint": item["checkpoint_path"],
+                "epoch": item["metrics"].get("epoch"),
+            }
             with open(os.path.join(folder, POINTER_FILE), "w") as f:
                 json.dump(pointer, f)
             tune.report(item["metrics"], checkpoint=tune.Checkpoint.from_directory(folder))

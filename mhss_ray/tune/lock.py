@@ -19,16 +19,11 @@ import time
 import uuid
 
 from ..errors import UserError
+from ..study_record import filesystem
 
 LOCK_FILE = "mhss_study.lock"
 HEARTBEAT_S = 30.0
 STALE_S = 4 * HEARTBEAT_S
-
-
-def _filesystem(path: str):
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -44,7 +39,7 @@ def _pid_alive(pid: int) -> bool:
 class StudyLock:
     def __init__(self, study_path: str):
         self.study_path = study_path.rstrip("/")
-        self.fs, inner = _filesystem(self.study_path)
+        self.fs, inner = filesystem(self.study_path)
         self.inner = inner.rstrip("/")
         self.file = f"{self.inner}/{LOCK_FILE}"
         self.token = uuid.uuid4().hex
@@ -92,7 +87,9 @@ class StudyLock:
 
     def _content(self) -> bytes:
         now = time.time()
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": self._started, "heartbeat": now}).encode()
+        return json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": self._started, "heartbeat": now}
+        ).encode()
 
     def _write(self, exclusive: bool) -> bool:
         data = self._content()

@@ -39,7 +39,9 @@ def build_tuner(spec: StudySpec):
     if t.scheduler.name == "asha":
         s = t.scheduler
         asha = ArmsRunToEnd if t.baselines else ASHAScheduler
-        scheduler = asha(time_attr="epoch", max_t=spec.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
+        scheduler = asha(
+            time_attr="epoch", max_t=spec.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets
+        )
     else:
         scheduler = FIFOScheduler()
     a = t.search_alg
@@ -52,12 +54,18 @@ def build_tuner(spec: StudySpec):
         # the arms lead the points (random search samples the searched keys of an arm's point: unused, and
         # left out of mhss-analyze's tables)
         points = [{BASELINE_KEY: m} for m in t.baselines] + (a.points_to_evaluate or [])
-        search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0)
+        search_alg = BasicVariantGenerator(
+            points_to_evaluate=points or None, random_state=a.seed, max_concurrent=t.max_concurrent_trials or 0
+        )
     return tune.Tuner(
         _trainable(spec),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
-            metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg, num_samples=t.num_samples + len(t.baselines),
+            metric=t.metric,
+            mode=t.mode,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=t.num_samples + len(t.baselines),
             max_concurrent_trials=t.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(
@@ -144,7 +152,9 @@ def check_resumable(path: str) -> None:
 
     fs, inner = pyarrow.fs.FileSystem.from_uri(path)
     names = sorted(
-        PurePosixPath(e.path).name for e in fs.get_file_info(pyarrow.fs.FileSelector(inner.rstrip("/"))) if PurePosixPath(e.path).name.startswith("experiment_state-")
+        PurePosixPath(e.path).name
+        for e in fs.get_file_info(pyarrow.fs.FileSelector(inner.rstrip("/")))
+        if PurePosixPath(e.path).name.startswith("experiment_state-")
     )
     if not names:
         return
@@ -156,8 +166,14 @@ def check_resumable(path: str) -> None:
     except (ValueError, OSError):
         ok = False
     if not ok:
-        older = f"; {len(names) - 1} older state file{'s' if len(names) > 2 else ''} there: move this one aside to resume from it" if len(names) > 1 else ""
-        raise UserError(f"{newest}: corrupt experiment state (truncated?), so the study cannot resume from it{older}; or --overwrite to start over")
+        older = (
+            f"; {len(names) - 1} older state file{'s' if len(names) > 2 else ''} there: move this one aside to resume from it"
+            if len(names) > 1
+            else ""
+        )
+        raise UserError(
+            f"{newest}: corrupt experiment state (truncated?), so the study cannot resume from it{older}; or --overwrite to start over"
+        )
 
 
 @dataclass
@@ -167,7 +183,9 @@ class StudyRun:
     note: str | None = None  # e.g. a crashed driver's lock taken over
 
 
-def run_study(spec: StudySpec, address: str | None = None, resume: bool | str = False, overwrite: bool = False, shared_storage: bool = False) -> StudyRun:
+def run_study(
+    spec: StudySpec, address: str | None = None, resume: bool | str = False, overwrite: bool = False, shared_storage: bool = False
+) -> StudyRun:
     """Run (or resume) the study. A new study never mixes with an old one of the same name: it is
     refused unless `overwrite` deletes the old one first (only what mhss-tune and Tune wrote there).
     `resume="if-exists"` resumes the study if the storage holds it and starts it otherwise.
@@ -185,7 +203,9 @@ def run_study(spec: StudySpec, address: str | None = None, resume: bool | str = 
         check_resumable(path)
     if not resume and holds_study(path):
         if not overwrite:
-            raise UserError(f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another")
+            raise UserError(
+                f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another"
+            )
         check_removable(path)
     note = lock.acquire()
     try:

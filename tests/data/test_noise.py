@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mhss_ray.config import NoiseConfig
-from mhss_ray.data.noise import inject_naive, inject_noise
+from mhss_ray.noise import inject_naive, inject_noise
 from mhss_ray.errors import UserError
 
 

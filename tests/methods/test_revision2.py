@@ -74,7 +74,9 @@ def test_warm_up_default_is_tied_to_q_and_the_epochs():
     assert m.warmup == 10
 
 
-@pytest.mark.parametrize("n, tau, kept", [(20, 0.35, 13), (10, 0.2, 8), (7, 0.0, 7), (7, 1.0, 0), (3, 0.3333333, 3), (3, 0.34, 2), (64, 0.1, 58)])
+@pytest.mark.parametrize(
+    "n, tau, kept", [(20, 0.35, 13), (10, 0.2, 8), (7, 0.0, 7), (7, 1.0, 0), (3, 0.3333333, 3), (3, 0.34, 2), (64, 0.1, 58)]
+)
 def test_kept_counts_are_exact(n, tau, kept):
     assert int(kept_count(torch.tensor([n]), torch.tensor([tau], dtype=torch.float32))) == kept
 
@@ -138,7 +140,14 @@ def test_correction_budget_caps_each_column_at_alpha_eps_n_most_certain_first():
     m.begin_epoch(1)
     m.select(torch.arange(8), [z, z.clone()])
     assert int((m.tables[0].all() != observed).sum()) == 2  # the budget holds over steps
-    unlimited = CoSELFIE(MethodConfig(name="coselfie", q=1, theta=1.0, warmup=0, alpha=1.0, t_k=0, granularity="per_class"), observed, clean, ASL, torch.tensor([0.25]), 0.25)
+    unlimited = CoSELFIE(
+        MethodConfig(name="coselfie", q=1, theta=1.0, warmup=0, alpha=1.0, t_k=0, granularity="per_class"),
+        observed,
+        clean,
+        ASL,
+        torch.tensor([0.25]),
+        0.25,
+    )
     for e in range(2):
         unlimited.begin_epoch(e)
         unlimited.select(torch.arange(8), [z, z.clone()])
@@ -147,15 +156,18 @@ def test_correction_budget_caps_each_column_at_alpha_eps_n_most_certain_first():
 
 def test_per_polarity_rates_from_the_oracle_and_from_given_with_omega():
     from mhss_ray.config import RunConfig, from_dict
-    from mhss_ray.methods import polarity_rates
+    from mhss_ray.noise import polarity_rates
 
     clean = torch.tensor([[1], [1], [0], [0], [0], [0], [0], [0], [0], [0]], dtype=torch.uint8)
     observed = torch.tensor([[0], [1], [1], [0], [0], [0], [0], [0], [0], [0]], dtype=torch.uint8)  # one omission, one addition
     oracle = from_dict(RunConfig, {"method": {"name": "mhss", "polarity_rates": "split"}})
-    rates = polarity_rates(oracle, observed, clean, torch.tensor([0.2]))
+    rates = polarity_rates(oracle.method, observed, clean, torch.tensor([0.2]))
     assert rates[:, 0].tolist() == pytest.approx([1 / 8, 1 / 2])  # wrong observed negatives 1 of 8, positives 1 of 2
-    given = from_dict(RunConfig, {"method": {"name": "mhss", "polarity_rates": "split", "noise_rate_source": "given", "noise_rates": [0.2], "omission_share": 0.75}})
-    rates = polarity_rates(given, observed, clean, torch.tensor([0.2]))  # 2 wrong entries: 1.5 among negatives, 0.5 among positives
+    given = from_dict(
+        RunConfig,
+        {"method": {"name": "mhss", "polarity_rates": "split", "noise_rate_source": "given", "noise_rates": [0.2], "omission_share": 0.75}},
+    )
+    rates = polarity_rates(given.method, observed, clean, torch.tensor([0.2]))  # 2 wrong entries: 1.5 among negatives, 0.5 among positives
     assert rates[:, 0].tolist() == pytest.approx([1.5 / 8, 0.5 / 2])
 
 

@@ -1,0 +1,144 @@
+"""Registries of methods and datasets, the timm way: each method or dataset is one module that
+registers itself, with what the rest of the code needs to know about it (its capabilities).
+
+    @register_method("coteaching", num_networks=2, forgets=True, keys=("alpha", "t_k", "granularity"))
+    def build(inputs: MethodInputs) -> Method: ...
+
+Name lists (`method.name`, `data.name`, `tune.baselines`), the checks that depend on a method or a
+dataset (warm-up, restarts, forget rates, whole-batch mixup, Sewer-ML's weighted metrics) and the
+analysis labels are all read from here. This module is the bottom layer: it imports nothing of the
+package at import time. The built-in entries register when their packages are first imported; a lookup
+imports them (and the `mhss_ray.plugins` entry points of installed packages) if nothing has yet, so a
+name check never depends on import order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Generic, TypeVar
+
+from .errors import UserError
+from .yaml_files import show_value
+
+PLUGIN_GROUP = "mhss_ray.plugins"  # entry points of installed packages that register methods or datasets
+BUILTIN_PACKAGES = ("mhss_ray.methods", "mhss_ray.data")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    build: Callable[[Any], Any]  # (MethodInputs) -> Method
+    num_networks: int = 1
+    num_views: int = 1  # DISC: a weak and a strong view of each image
+    forgets: bool = False  # forget rate tau = alpha * eps (METHODS.md section 2): needs noise rates
+    warmup: bool = False  # reads method.warmup (epochs on every entry before it selects)
+    histories: bool = False  # prediction histories of length method.q; its corrected labels survive method.restarts
+    needs_clean: bool = False  # trains on the clean labels (synthetic noise only)
+    whole_batch_key: str | None = None  # method.<key> > 0 makes it mix images across the whole batch (one worker only)
+    whole_batch_use: str = ""  # what mixes them, for the error line ("DISC's mixup")
+    keys: tuple[str, ...] = ()  # the method.* keys it reads: its config section, shown in reports
+    labels: dict = field(default_factory=dict)  # {method.<key>: short label} for plot legends
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    build: Callable[[Any], Any]  # (RunConfig) -> DataBundle
+    class_names: Callable[[Any], list]  # (RunConfig) -> class names, reading no more than the label file
+    keys: tuple[str, ...] = ()  # the data.* keys it reads beyond the common ones: its config section
+    weighted_metrics: bool = False  # ships official class weights: F2-CIW and F1-Normal are metrics of every run
+    summary: str = ""
+
+
+S = TypeVar("S")
+
+
+class Registry(Generic[S]):
+    """name -> spec, in registration order (the order error messages list them in)."""
+
+    def __init__(self, kind: str, key: str):
+        self.kind, self.key = kind, key  # key: the config key that names an entry (method.name)
+        self._entries: dict[str, S] = {}
+
+    def add(self, spec: S) -> S:
+        name = spec.name
+        if not isinstance(name, str) or not name or name in self._entries and self._entries[name] is not spec:
+            raise ValueError(f"{self.kind} {name!r} is registered twice (or has no name)")  # a programming error
+        self._entries[name] = spec
+        return spec
+
+    def remove(self, name: str) -> None:
+        """Unregister (tests that register a toy entry clean up after themselves)."""
+        self._entries.pop(name, None)
+
+    def names(self) -> tuple[str, ...]:
+        load_plugins()
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def get(self, name: str, where: str | None = None) -> S:
+        """The spec of `name`, or a UserError in the config validation's words, naming `where` (the key)."""
+        if name not in self.names():
+            raise UserError(f"{where or self.key}: expected one of {', '.join(self.names())}, got {show_value(name)}")
+        return self._entries[name]
+
+    def specs(self) -> list[S]:
+        return [self._entries[n] for n in self.names()]
+
+
+METHODS: Registry[MethodSpec] = Registry("method", "method.name")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "data.name")
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the built-in packages (their modules register on import) and the installed plugins, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package in BUILTIN_PACKAGES:
+        importlib.import_module(package)
+    for entry in entry_points(group=PLUGIN_GROUP):
+        entry.load()
+
+
+def register_method(name: str, **capabilities) -> Callable:
+    """Decorator for a method's builder: `build(inputs: MethodInputs) -> Method`."""
+
+    def wrap(build: Callable) -> Callable:
+        METHODS.add(MethodSpec(name, build, **capabilities))
+        return build
+
+    return wrap
+
+
+def register_dataset(name: str, build: Callable, class_names: Callable, **capabilities) -> DatasetSpec:
+    return DATASETS.add(DatasetSpec(name, build, class_names, **capabilities))
+
+
+def describe() -> str:
+    """The registered methods and datasets with what they are (`mhss-train --list`)."""
+    lines = ["methods (method.name):"]
+    width = max(len(n) for n in (*METHODS.names(), *DATASETS.names()))
+    for m in METHODS.specs():
+        nets = f"{m.num_networks} network{'s' if m.num_networks > 1 else ''}" + (f", {m.num_views} views" if m.num_views > 1 else "")
+        lines.append(f"  {m.name:<{width}}  {nets}; {m.summary}")
+        if m.keys:
+            lines.append(f"  {'':<{width}}  keys: {', '.join('method.' + k for k in m.keys)}")
+    lines.append("datasets (data.name):")
+    for d in DATASETS.specs():
+        lines.append(f"  {d.name:<{width}}  {d.summary}")
+        if d.keys:
+            lines.append(f"  {'':<{width}}  keys: {', '.join('data.' + k for k in d.keys)}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DATASETS", "METHODS", "DatasetSpec", "MethodSpec", "Registry", "describe", "load_plugins", "register_dataset", "register_method",
+]  # fmt: skip

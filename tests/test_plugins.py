@@ -1,0 +1,104 @@
+"""A method and a dataset registered from outside the package (here, in this file) run through
+`mhss-train` and are checked and listed like the built-in ones; no file of the package is touched."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mhss_ray.cli import train_main
+from mhss_ray.data.base import DataBundle, InMemoryImages, Split
+from mhss_ray.methods.base import Method, MethodInputs, Selection
+from mhss_ray.registry import DATASETS, METHODS, register_dataset, register_method
+
+CLASSES = ["horizontal", "vertical", "dots"]
+
+
+def stripes(n: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """n grey images with any of three patterns drawn in: horizontal stripes, vertical stripes, dots."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 3)) < 0.4).astype(np.uint8)
+    images = np.zeros((n, 1, size, size), dtype=np.uint8)
+    images[labels[:, 0].astype(bool), :, ::4, :] += 80
+    images[labels[:, 1].astype(bool), :, :, ::4] += 80
+    images[labels[:, 2].astype(bool), :, 2::5, 2::5] += 90
+    return torch.from_numpy(images), labels
+
+
+def build_stripes(cfg) -> DataBundle:
+    splits = [stripes(n, cfg.data.image_size, cfg.data.split_seed + i) for i, n in enumerate((96, 32, 32))]
+    return DataBundle("toy-stripes", CLASSES, 1, *(Split(InMemoryImages(x, 0.2, 0.3), y) for x, y in splits))
+
+
+class DropLoudest(Method):
+    """One network that skips the highest-loss share of each class column (a one-network small-loss trick)."""
+
+    def __init__(self, inputs: MethodInputs):
+        super().__init__(inputs.observed, inputs.clean, inputs.loss_fn)
+        self.share = inputs.cfg.method.alpha * 0.1
+
+    def select(self, indices, logits):
+        labels = self.observed[indices]
+        loss = self.loss_fn(logits[0].detach(), labels)
+        keep = loss <= torch.quantile(loss.float(), 1 - self.share, dim=0, keepdim=True)
+        return [Selection(labels, keep)]
+
+
+@pytest.fixture
+def toy_entries():
+    register_method("toy-drop-loudest", keys=("alpha",), labels={"method.alpha": "α"}, summary="test only")(DropLoudest)
+    register_dataset("toy-stripes", build_stripes, lambda cfg: list(CLASSES), keys=("image_size",), summary="test only")
+    yield
+    METHODS.remove("toy-drop-loudest")
+    DATASETS.remove("toy-stripes")
+
+
+def test_a_method_and_a_dataset_registered_outside_the_package_train_through_mhss_train(toy_entries, tmp_path, capsys):
+    config = tmp_path / "toy.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"name": "toy-stripes", "image_size": 16, "batch_size": 32},
+                "noise": {"mode": "naive", "rate": 0.2},
+                "model": {"name": "resnet18"},
+                "method": {"name": "toy-drop-loudest", "alpha": 2.0},
+                "schedule": {"epochs": 1},
+                "runtime": {"threads": 1},
+            }
+        )
+    )
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--config", str(config), "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1]
+    # the method's selection was measured: it kept 80% of the entries, so its recall is below 1
+    assert 0.5 < rows[0]["selection_recall"] < 0.95
+    assert {f"val_AP_{c}" for c in CLASSES} <= set(rows[0])  # the per-class metrics are named by the dataset's classes
+    assert "toy-stripes" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_registered_names_are_checked_and_listed_like_the_built_in_ones(toy_entries, tmp_path, capsys):
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump({"method": {"name": "toy-drop-loudst"}}))
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--config", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "method.name: expected one of asl, asl-clean, coteaching, coselfie, mhss, disc, toy-drop-loudest, got 'toy-drop-loudst'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_mhss_train_list_shows_every_registered_method_and_dataset(toy_entries, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--list"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    names = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.strip().startswith("keys:")]
+    assert names == [*METHODS.names(), *DATASETS.names()]
+    assert "toy-drop-loudest" in names and "toy-stripes" in names
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "2 networks; CoSELFIE + class-dependent noise rates" in lines["mhss"]
+    assert "1 network, 2 views;" in lines["disc"] and "1 network; test only" in lines["toy-drop-loudest"]
