@@ -109,7 +109,8 @@ def run_config(
     return from_dict(RunConfig, data)
 
 
-def run_one(cfg: RunConfig) -> dict:
+def run_one(cfg: RunConfig, after=None) -> dict:
+    """One run's figures; `after(trainer)`, if given, adds its own (measured on the trained run)."""
     history: list[dict] = []
     start = time.perf_counter()
     trainer = Trainer(cfg)
@@ -126,6 +127,7 @@ def run_one(cfg: RunConfig) -> dict:
         "curve_selection_precision": [m.get("selection_precision") for m in history],
         "curve_selection_recall": [m.get("selection_recall") for m in history],
         "seconds": time.perf_counter() - start,
+        **(after(trainer) if after is not None else {}),
     }
 
 

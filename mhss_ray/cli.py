@@ -164,10 +164,6 @@ def tune_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-tune", _tune, argv))
 
 
-if __name__ == "__main__":
-    train_main()
-
-
 def _analyze(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="mhss-analyze",
@@ -206,3 +202,73 @@ def _analyze(argv) -> int:
 
 def analyze_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-analyze", _analyze, argv))
+
+
+def _audit(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mhss-audit",
+        description="The training entries a trained run corrected or deems unreliable: the labels to re-check, most confident first.",
+    )
+    parser.add_argument("--from", dest="source", required=True, help="an mhss-train run folder, or a study folder (local or s3://...)")
+    parser.add_argument("--trial", default="best", help="with a study: best (by the study's metric; the default) or a trial id")
+    parser.add_argument("--out", required=True, help="the table to write: FILE.parquet or FILE.csv (never an existing file)")
+    args = parser.parse_args(argv)
+
+    from .apply.audit import audit
+    from .apply.locate import locate
+    from .outputs import check_new_table, write_table
+
+    out = check_new_table(args.out, "--out")
+    run = locate(args.source, args.trial)
+    trainer = run.trainer()
+    table = audit(trainer)
+    write_table(table, out)
+    n_corrected = int(table["corrected"].sum()) if len(table) else 0
+    print(
+        f"{run.source}: {len(table)} suspected label errors ({n_corrected} corrected by {run.config.method.name}, "
+        f"{len(table) - n_corrected} deemed unreliable) of {trainer.observed.numel()} training entries; wrote {out}"
+    )
+    return 0
+
+
+def audit_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-audit", _audit, argv))
+
+
+def _predict(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mhss-predict",
+        description="Per image and class: the probability and the decision of a trained run's first network (thresholds from validation).",
+    )
+    parser.add_argument("--from", dest="source", required=True, help="an mhss-train run folder, or a study folder (local or s3://...)")
+    parser.add_argument("--trial", default="best", help="with a study: best (by the study's metric; the default) or a trial id")
+    parser.add_argument(
+        "--images", required=True, help="train, val or test (the run's own split), a folder of images, or a manifest .csv/.parquet"
+    )
+    parser.add_argument("--out", required=True, help="the table to write: FILE.parquet or FILE.csv (never an existing file)")
+    args = parser.parse_args(argv)
+
+    from .apply.locate import locate
+    from .apply.predict import images_to_predict, predict, prediction_table, thresholds_of
+    from .outputs import check_new_table, write_table
+
+    out = check_new_table(args.out, "--out")
+    run = locate(args.source, args.trial)
+    trainer = run.trainer()
+    dataset, names, _ = images_to_predict(trainer, args.images)
+    probs, rows = predict(trainer, dataset, log=lambda line: print(line, file=sys.stderr, flush=True))
+    table = prediction_table(names, rows, probs, thresholds_of(trainer, run.state), trainer.data.class_names)
+    write_table(table, out)
+    positives = int(table[trainer.data.class_names].to_numpy().sum())
+    print(
+        f"{run.source}: {len(table)} images predicted ({positives} positive decisions over {trainer.data.num_classes} classes); wrote {out}"
+    )
+    return 0
+
+
+def predict_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-predict", _predict, argv))
+
+
+if __name__ == "__main__":
+    train_main()

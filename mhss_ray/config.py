@@ -112,7 +112,15 @@ class MethodConfig:
     # forget rate, section 2: tau_c(e) = alpha * eps_c * min(1, e / t_k)
     alpha: float = num(1.0, 0.0, 2.0)
     t_k: int = num(10, 0, 100_000)
-    noise_rate_source: Literal["oracle", "given"] = "oracle"
+    # oracle: the realised rates of synthetic noise; given: noise_rates / noise_rate; estimated: from the
+    # networks' predictions on the training labels (noise_rate_estimator), refreshed after every epoch until
+    # the method selects (the warm-up; Co-teaching: the t_k ramp), or after every epoch (noise_rate_refresh)
+    noise_rate_source: Literal["oracle", "given", "estimated"] = "oracle"
+    noise_rate_estimator: Literal["confident", "mixture"] = "confident"
+    noise_rate_refresh: Literal["warmup", "every_epoch"] = "warmup"
+    # while it estimates, each of the two networks leaves out its own share of the training images, so that the
+    # estimate reads predictions on images that network did not learn (0: in-sample, which memorisation biases low)
+    noise_rate_holdout: float = num(0.2, 0.0, 0.5)
     noise_rates: Optional[list[float]] = None  # given eps_c, one per class
     noise_rate: Optional[float] = num(None, 0.0, 1.0)  # given global eps; default: mean of the eps_c
     # revision 2: per_class_polarity forgets tau_c+ = alpha * eps_c+ of the observed positives and tau_c- of

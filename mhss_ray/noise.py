@@ -157,6 +157,8 @@ def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     """(eps_c, global eps) the forget rates use (METHODS.md section 2): `oracle` reads the realised
     rates of the injected noise; `given` takes method.noise_rates / method.noise_rate."""
     c = observed.shape[1]
+    if m.noise_rate_source == "estimated":  # none until the networks have been trained (methods/estimated.py)
+        return torch.zeros(c, device=observed.device), 0.0
     if m.noise_rate_source == "oracle":
         wrong, known = wrong_entries(observed, clean)
         if not known.any():
@@ -181,6 +183,8 @@ def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor,
     """2 x C: the share of the observed negatives (row 0) and of the observed positives (row 1) of
     each class that are wrong (METHODS.md section 2, revision 2). `oracle` counts them; `given` puts
     omission_share of the eps_c * N wrong entries among the observed negatives, the rest among the positives."""
+    if m.noise_rate_source == "estimated":
+        return torch.zeros(2, observed.shape[1], device=observed.device)
     pos = observed.bool()
     n_pos, n_neg = pos.sum(0).double().clamp(min=1), (~pos).sum(0).double().clamp(min=1)
     if m.noise_rate_source == "oracle":
@@ -194,3 +198,63 @@ def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor,
         m.alpha, [float(x) for x in rates.flatten()], None, f"{m.noise_rate_source} per-polarity eps (negatives, then positives)"
     )
     return rates
+
+
+# ----------------------------------------------------------------------------- rates estimated from the networks
+
+MAX_ESTIMATED_RATE = 0.5  # above half of a polarity wrong, the labels would carry no signal: never estimated higher
+
+
+def confident_rates(observed: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """2 x C: the estimated share of wrong entries among the observed negatives (row 0) and positives
+    (row 1) of each class, by a confident-joint count (confident learning, per class as a binary task):
+    an entry is confidently positive when p reaches the mean p of the observed positives of its class,
+    confidently negative when 1 - p reaches the mean 1 - p of the observed negatives (the larger margin
+    wins where both hold); the share of a polarity's confident entries confident in the other value."""
+    pos = observed.bool()
+    p = probs.float()
+    inf = torch.full_like(p[0], float("inf"))  # a class without observed positives (negatives): nothing is confidently one
+    t1 = torch.where(pos.any(0), torch.where(pos, p, 0).sum(0) / pos.sum(0).clamp(min=1), inf)
+    t0 = torch.where((~pos).any(0), torch.where(~pos, 1 - p, 0).sum(0) / (~pos).sum(0).clamp(min=1), inf)
+    conf1, conf0 = p >= t1, (1 - p) >= t0
+    says1 = conf1 & (~conf0 | ((p - t1) >= ((1 - p) - t0)))
+    says0 = conf0 & ~says1
+    confident = says0 | says1
+    wrong_neg = (~pos & says1).sum(0) / (~pos & confident).sum(0).clamp(min=1)
+    wrong_pos = (pos & says0).sum(0) / (pos & confident).sum(0).clamp(min=1)
+    return torch.stack([wrong_neg, wrong_pos]).float().clamp(0.0, MAX_ESTIMATED_RATE)
+
+
+def mixture_rates(observed: torch.Tensor, probs: torch.Tensor, max_points: int = 100_000, seed: int = 0) -> torch.Tensor:
+    """2 x C like `confident_rates`, from a two-component Gaussian mixture on the logit of each entry's
+    probability of its observed label, per class and polarity: the weight of the component with the lower
+    mean (scikit-learn's GaussianMixture; at most `max_points` entries per fit, drawn at random). Logits,
+    not losses: -log p of a confident network is strongly skewed and a Gaussian pair then misplaces the split."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    obs = observed.bool().cpu().numpy()
+    p = probs.float().clamp(1e-6, 1 - 1e-6).cpu().numpy()
+    out = np.zeros((2, obs.shape[1]))
+    for c in range(obs.shape[1]):
+        for v in (0, 1):
+            rows = np.flatnonzero(obs[:, c] == v)
+            if len(rows) < 10:
+                continue
+            if len(rows) > max_points:
+                rows = rng.choice(rows, max_points, replace=False)
+            q = p[rows, c] if v else 1 - p[rows, c]
+            logit = np.log(q / (1 - q)).reshape(-1, 1)
+            gm = GaussianMixture(2, random_state=seed).fit(logit)
+            out[v, c] = gm.weights_[int(np.argmin(gm.means_.ravel()))]
+    return torch.from_numpy(out).float().clamp(0.0, MAX_ESTIMATED_RATE).to(observed.device)
+
+
+ESTIMATORS = {"confident": confident_rates, "mixture": mixture_rates}
+
+
+def entry_rates(observed: torch.Tensor, polarity: torch.Tensor) -> torch.Tensor:
+    """Entry-level eps_c from per-polarity rates (2 x C): the wrong share of the whole column."""
+    pos = observed.bool()
+    n_pos, n_neg = pos.sum(0).float(), (~pos).sum(0).float()
+    return (polarity[0] * n_neg + polarity[1] * n_pos) / observed.shape[0]

@@ -108,3 +108,32 @@ def user_mode(directory: bool = True) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
+
+
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+def check_new_table(path: str | Path, key: str) -> Path:
+    """A table file a command is about to write: .parquet or .csv, not there yet (an existing file is never
+    replaced: it may be anyone's), in a folder that exists or can be made and is writable."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise UserError(f"{key}: {path}: expected a file name ending in .parquet or .csv")
+    if path.exists():
+        raise UserError(f"{key}: {path} exists; choose another file (nothing is overwritten)")
+    check_writable(path.parent, key)
+    return path
+
+
+def write_table(table, path: Path) -> None:
+    """Write a pandas DataFrame as Parquet or CSV (by the suffix), whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix.lower() == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

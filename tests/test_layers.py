@@ -22,8 +22,9 @@ RANKS = {
     "train": 6,
     "tune": 7,
     "analysis": 7,
-    "cli": 8,
-    "__init__": 9,
+    "apply": 8,
+    "cli": 9,
+    "__init__": 10,
 }
 
 

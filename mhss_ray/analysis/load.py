@@ -9,7 +9,8 @@ This module is the one reader of Tune's files: it imports Ray's `ExperimentAnaly
     trials: one row per trial: study, trial_id, status (Tune's), outcome (completed, stopped early,
             errored, unfinished), error, failures (Tune's retries), node, method, the searched config (per-class noise rates as
             eps_<class>), baseline (the method of a baseline arm, `tune.baselines`; empty for searched
-            trials), epochs, best/last metric, test mAP at the best epoch, checkpoint
+            trials), epochs, best/last metric, test mAP at the best epoch, checkpoint (the latest), best_checkpoint
+            (the kept checkpoint with the best metric)
     epochs: one row per trial x epoch, every reported metric (a re-reported epoch keeps its last row)
 """
 
@@ -72,9 +73,21 @@ def _outcome(status: str, epochs: int, max_t: int | None) -> str:
     return "unfinished"  # RUNNING / PENDING / PAUSED in the saved state: the study was interrupted
 
 
+def _best_checkpoint(analysis, trial, metric: str, mode: str) -> str | None:
+    """The trial's kept checkpoint with the best metric (mhss-tune keeps it beside the latest)."""
+    try:
+        return _checkpoint_path(analysis.get_best_checkpoint(trial, metric, mode))
+    except (KeyError, ValueError, AttributeError, RuntimeError):
+        return None
+
+
 def _checkpoint(trial) -> str | None:
-    """The trial's latest checkpoint; for Ray Train trials, the Train checkpoint its pointer names."""
-    ckpt = getattr(trial, "checkpoint", None)
+    """The trial's latest checkpoint."""
+    return _checkpoint_path(getattr(trial, "checkpoint", None))
+
+
+def _checkpoint_path(ckpt) -> str | None:
+    """A checkpoint's folder; for Ray Train trials, the Train checkpoint its pointer names."""
     if ckpt is None:
         return None
     try:
@@ -169,6 +182,7 @@ def load_study(path: str) -> StudyTables:
             if "test_mAP" in epochs:
                 row["test_mAP_at_best"] = float(epochs["test_mAP"].iloc[best])
         row["checkpoint"] = _checkpoint(trial)
+        row["best_checkpoint"] = _best_checkpoint(analysis, trial, metric, mode) or row["checkpoint"]
         trial_rows.append(row)
         if not epochs.empty:
             epochs.insert(0, "trial_id", trial.trial_id)

@@ -203,8 +203,16 @@ def selection_over_epochs(tables: StudyTables, name: str):
     return fig
 
 
+def _last_value(rows: pd.DataFrame, column: str) -> float:
+    if column not in rows:
+        return np.nan
+    values = rows[column].dropna()
+    return float(values.iloc[-1]) if len(values) else np.nan
+
+
 def noise_rates(tables: StudyTables, name: str):
-    """Per-class ε_c the best trials used against the realised noise rates, where both are known."""
+    """Per-class noise rates: the ε_c the best trials searched, the best trial's estimated ε̂_c
+    (method.noise_rate_source: estimated), and the realised rates where the clean labels are known."""
     trials, epochs, info = _study(tables, name)
     classes = info.get("class_names", [])
     ranked = _ranked(trials, info).head(3)
@@ -212,44 +220,32 @@ def noise_rates(tables: StudyTables, name: str):
     searched = bool(classes) and all(c in trials and trials[c].notna().any() for c in eps_cols)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(classes) + 2), 4.5))
     best_rows = epochs[epochs["trial_id"] == ranked.iloc[0]["trial_id"]] if not ranked.empty else epochs.head(0)
-    realised = [best_rows[f"noise_rate_{c}"].iloc[-1] if f"noise_rate_{c}" in best_rows and len(best_rows) else np.nan for c in classes]
+    realised = [_last_value(best_rows, f"noise_rate_{c}") for c in classes]
+    estimated = [_last_value(best_rows, f"noise_rate_hat_{c}") for c in classes]
     known = bool(classes) and not np.isnan(realised).all()
-    if not searched and not known:
-        ax.text(
-            0.5,
-            0.5,
-            "per-class noise rates: not searched, and the clean labels are unknown",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
+    has_estimate = bool(classes) and not np.isnan(estimated).all()
+    if not searched and not known and not has_estimate:
+        ax.text(0.5, 0.5, "per-class noise rates: not searched, not estimated, and the clean labels are unknown", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
         ax.set_axis_off()
         return fig
     shown = ranked if searched else ranked.head(0)
-    bars = len(shown) + (1 if known else 0)
-    width = 0.8 / bars
+    series = ([("realised noise rate", realised, "black")] if known else []) + (
+        [(f"estimated ε̂_c of #1: {ranked.iloc[0]['trial_id']}", estimated, "tab:gray")] if has_estimate else []
+    )
+    series += [(f"ε_c of #{k + 1}: {t['trial_id']}", [t[c] for c in eps_cols], colour) for k, (colour, (_, t)) in
+               enumerate(zip(plt.cm.tab10.colors, shown.iterrows()))]  # fmt: skip
+    width = 0.8 / len(series)
     x = np.arange(len(classes))
-    k0 = 0
-    if known:
-        ax.bar(x - 0.4 + width / 2, realised, width, color="black", label="realised noise rate")
-        k0 = 1
-    for k, (colour, (_, trial)) in enumerate(zip(plt.cm.tab10.colors, shown.iterrows())):
-        ax.bar(
-            x - 0.4 + width * (k0 + k + 0.5),
-            [trial[c] for c in eps_cols],
-            width,
-            color=colour,
-            label=f"ε_c of #{k + 1}: {trial['trial_id']}",
-        )
+    for k, (label, values, colour) in enumerate(series):
+        ax.bar(x - 0.4 + width * (k + 0.5), values, width, color=colour, label=label)
     long_names = max(map(len, classes)) > 3
     ax.set_xticks(x, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_xlabel("class")
     ax.set_ylabel("noise rate")
-    what = (
-        f"per-class ε_c of the {len(shown)} best trials vs the realised noise"
-        if searched
-        else "realised noise per class (ε_c not searched)"
-    )
+    parts = [f"searched ε_c of the {len(shown)} best trials"] if searched else []
+    parts += ["the best trial's estimate"] if has_estimate else []
+    what = " and ".join(parts) + (" vs the realised noise" if known else "") if parts else "realised noise per class (ε_c not searched)"
     ax.set_title(f"{name}: {what}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

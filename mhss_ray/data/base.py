@@ -55,6 +55,10 @@ class InMemoryImages(Dataset):
         x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
         return x, index
 
+    def evaluation_view(self) -> Dataset:
+        """In-memory images have no training augmentation: they are their own evaluation view."""
+        return self
+
     def two_views(self) -> Dataset:
         from .views import TwoViews  # DISC only
 

@@ -130,7 +130,7 @@ def make_bundle(
     size = cfg.data.image_size
     train, val, test = parts
     splits = [
-        Split(ImageFiles(train.folder, train.names, reader, [t.train], size, weak=t.weak), train.labels),
+        Split(ImageFiles(train.folder, train.names, reader, [t.train], size, weak=t.weak, plain=t.eval), train.labels),
         Split(ImageFiles(val.folder, val.names, reader, [t.eval], size), val.labels),
         Split(ImageFiles(test.folder, test.names, reader, [t.eval], size), test.labels),
     ]

@@ -100,8 +100,10 @@ class ImageFiles(Dataset):
         transforms: list[Callable],
         size: int,
         weak: Callable | None = None,
+        plain: Callable | None = None,
     ):
         self.folder, self.names, self.reader, self.transforms, self.size, self.weak = str(folder), names, reader, transforms, size, weak
+        self.plain = plain  # the evaluation transform, for the training images seen without augmentation
 
     def __len__(self) -> int:
         return len(self.names)
@@ -132,6 +134,10 @@ class ImageFiles(Dataset):
             reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             return f"{self.path(index)}: cannot decode image ({reason})"
         return f"{self.path(index)}: could not be decoded in a DataLoader worker"
+
+    def evaluation_view(self) -> "ImageFiles":
+        """The same images with the evaluation transform (no random crop, flip or RandAugment)."""
+        return ImageFiles(self.folder, self.names, self.reader, [self.plain or self.transforms[0]], self.size)
 
     def two_views(self) -> "ImageFiles":
         """(weak, strong) views of each training image: strong = weak + RandAugment."""

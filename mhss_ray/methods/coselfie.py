@@ -18,6 +18,7 @@ import torch
 from ..config import MethodConfig, default_warmup
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
+from .estimated import EstimatedRates
 from .history import PredictionHistory
 from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
@@ -26,18 +27,31 @@ from .selection import forget_rates, small_loss_mask
 class CoSELFIE(Method):
     num_networks = 2
 
-    def __init__(self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, epochs: int = 30, eps_pm=None):
+    def __init__(
+        self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, epochs: int = 30, eps_pm=None, seed: int = 0
+    ):
         super().__init__(observed, clean, loss_fn)
         self.cfg = cfg
         self.warmup = cfg.warmup if cfg.warmup is not None else default_warmup(cfg.q, epochs)
-        self.eps = self.forget_base(eps_c, eps, eps_pm)
         n, c = observed.shape
+        self.split = eps_pm is not None  # per-polarity rates (polarity_rates: split)
+        self.set_rates(eps_c, eps, eps_pm)
         self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
         self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC
         self.predict = PredictedLabel(cfg.history_threshold, loss_fn, observed)
-        # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
-        self.budget = torch.ceil(cfg.alpha * eps_c.double() * n - 1e-9).long() if cfg.correction_budget else None
         self.changed = [torch.zeros(c, dtype=torch.long, device=observed.device) for _ in range(2)]  # per column, now
+        # the selection starts after the warm-up: estimates refresh until then
+        self.estimated = (
+            EstimatedRates(cfg, observed, max(self.warmup - 1, 0), seed, shift=loss_fn.positive_logit())
+            if cfg.noise_rate_source == "estimated"
+            else None
+        )
+
+    def set_rates(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> None:
+        self.eps = self.forget_base(eps_c, eps, eps_pm if self.split else None)
+        # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
+        n = self.observed.shape[0]
+        self.budget = torch.ceil(self.cfg.alpha * eps_c.double() * n - 1e-9).long() if self.cfg.correction_budget else None
 
     def forget_base(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> torch.Tensor:
         """The eps the forget rates multiply by alpha (section 2): the global eps for every class; per
@@ -85,6 +99,12 @@ class CoSELFIE(Method):
         return r & ~(new & (ranks >= room.unsqueeze(0)))
 
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
+        if self.estimated is not None:
+            self.estimated.record(indices, logits)
+            return self.estimated.restrict(self._select(indices, logits), indices)
+        return self._select(indices, logits)
+
+    def _select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         for history, z in zip(self.histories, logits):
             history.record(indices, self.predict(z.detach()))
         old = [t.get(indices) for t in self.tables]
@@ -109,8 +129,21 @@ class CoSELFIE(Method):
     def current_labels(self) -> list[torch.Tensor]:
         return [t.all() for t in self.tables]
 
+    def begin_epoch(self, epoch: int) -> None:
+        super().begin_epoch(epoch)
+        if self.estimated is not None:
+            self.estimated.begin_epoch(epoch)
+
+    def end_epoch(self, epoch: int) -> dict:
+        if self.estimated is not None and self.estimated.refresh(epoch):
+            self.set_rates(*self.estimated.rates())
+        return {**super().end_epoch(epoch), **(self.estimated.metrics() if self.estimated is not None else {})}
+
     def state_dict(self) -> dict:
-        return {"histories": [h.state_dict() for h in self.histories], "tables": [t.packed.cpu() for t in self.tables]}
+        state = {"histories": [h.state_dict() for h in self.histories], "tables": [t.packed.cpu() for t in self.tables]}
+        if self.estimated is not None:
+            state["estimated"] = self.estimated.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for h, s in zip(self.histories, state["histories"]):
@@ -118,6 +151,10 @@ class CoSELFIE(Method):
         for k, (t, packed) in enumerate(zip(self.tables, state["tables"])):
             t.packed.copy_(packed)
             self.changed[k] = (t.all() != self.observed).sum(0)
+        if self.estimated is not None:
+            self.estimated.load_state_dict(state["estimated"])
+            if self.estimated.polarity is not None:
+                self.set_rates(*self.estimated.rates())
 
 
 class PredictedLabel:
@@ -144,8 +181,8 @@ class PredictedLabel:
 
 
 KEYS = (
-    "alpha", "t_k", "noise_rate_source", "noise_rates", "noise_rate", "polarity_rates", "omission_share", "granularity", "q",
-    "history_threshold", "theta", "warmup", "correction_budget", "restarts",
+    "alpha", "t_k", "noise_rate_source", "noise_rate_estimator", "noise_rate_refresh", "noise_rates", "noise_rate", "polarity_rates",
+    "omission_share", "granularity", "q", "history_threshold", "theta", "warmup", "correction_budget", "restarts",
 )  # fmt: skip
 LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"}
 
@@ -156,5 +193,13 @@ LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"
 )  # fmt: skip
 def build(inputs: MethodInputs) -> CoSELFIE:
     return CoSELFIE(
-        inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn, inputs.eps_c, inputs.eps, inputs.epochs, inputs.eps_pm
+        inputs.cfg.method,
+        inputs.observed,
+        inputs.clean,
+        inputs.loss_fn,
+        inputs.eps_c,
+        inputs.eps,
+        inputs.epochs,
+        inputs.eps_pm,
+        inputs.cfg.seed,
     )

@@ -65,6 +65,11 @@ class AsymmetricLoss:
                 hi = mid
         return (lo + hi) / 2
 
+    def positive_logit(self) -> float:
+        """logit(p*): the logit at which label 1 starts to have the smaller loss (0 for BCE)."""
+        p = min(max(self.positive_threshold(), 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
 
 def masked_batch_loss(entry_losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Sum over the kept entries divided by the batch size B (METHODS.md section 1)."""

@@ -45,4 +45,14 @@ class MHSS(CoSELFIE):
     summary="CoSELFIE + class-dependent noise rates (CDNR) + the joint correction criterion (JCC) (section 6)",
 )
 def build(inputs: MethodInputs) -> MHSS:
-    return MHSS(inputs.cfg.method, inputs.observed, inputs.clean, inputs.loss_fn, inputs.eps_c, inputs.eps, inputs.epochs, inputs.eps_pm)
+    return MHSS(
+        inputs.cfg.method,
+        inputs.observed,
+        inputs.clean,
+        inputs.loss_fn,
+        inputs.eps_c,
+        inputs.eps,
+        inputs.epochs,
+        inputs.eps_pm,
+        inputs.cfg.seed,
+    )

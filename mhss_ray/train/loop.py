@@ -36,10 +36,11 @@ from ..methods import Batch, Method, build_method
 from .batching import EvenBatches
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import World, state_digest
-from .metrics import classification_metrics, sewer_metrics
+from .metrics import best_thresholds, classification_metrics, sewer_metrics
 from .models import check_input_size, create_ema, create_network
 
 ReportFn = Callable[[dict, Optional[str]], None]  # (metrics, checkpoint folder or None)
+PROGRESS_S = 30.0  # progress lines of long predictions, at most this often
 MethodFactory = Callable[[RunConfig, torch.Tensor, torch.Tensor], Method]  # (cfg, observed, clean)
 
 
@@ -150,12 +151,17 @@ class Trainer:
         self._new_optimizer(0)
         self.start_epoch = 0
         self.skipped: set[str] = set()  # unreadable image files left out (data.on_bad_image: skip)
+        self.thresholds: np.ndarray | None = None  # per class, chosen on the validation split after each epoch
 
     # ---------------------------------------------------------------- rounds (method.restarts)
 
     def _new_network(self, k: int, round_index: int) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed * 1000 + k + 100_003 * round_index)  # distinct, reproducible initialisations
         return create_network(self.cfg.model, self.data.num_classes, self.data.in_chans).to(self.rt.device)
+
+    def method_epoch(self, epoch: int) -> int:
+        """Epoch `epoch` (0-based) as the method counts it: per round of method.restarts (its warm-up and ramp restart)."""
+        return epoch - self._round(epoch)[1]
 
     def _round(self, epoch: int) -> tuple[int, int, int]:
         """(index, first epoch, epochs) of the round holding 0-based `epoch`."""
@@ -192,6 +198,9 @@ class Trainer:
             "method": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "config": self.cfg.to_dict(),
+            # what mhss-predict needs beside the networks: per-class decision thresholds chosen on the validation split
+            "thresholds": None if self.thresholds is None else [float(t) for t in self.thresholds],
+            "class_names": list(self.data.class_names),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -211,6 +220,7 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # another model, method or dataset
             first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"checkpoint: does not fit this run's model, method or data ({first})") from None
+        self.thresholds = np.array(state["thresholds"]) if state.get("thresholds") is not None else None
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -274,7 +284,7 @@ class Trainer:
             net.train()
         self.sampler.set_epoch(epoch)
         seed_host_rngs(self.cfg.seed, epoch)
-        round_epoch = epoch - self._round(epoch)[1]  # the method counts its warm-up and ramp per round
+        round_epoch = self.method_epoch(epoch)
         self.method.begin_epoch(round_epoch)
         total_loss, steps, skipped = 0.0, 0, 0
         start = time.perf_counter()
@@ -298,7 +308,11 @@ class Trainer:
         }
         if self.cfg.data.on_bad_image == "skip":
             stats["skipped_images"] = skipped
-        stats.update(self.method.end_epoch(round_epoch))
+        for key, value in self.method.end_epoch(round_epoch).items():
+            if isinstance(value, list):  # one value per class: named by the dataset's classes
+                stats.update({f"{key}_{name}": v for name, v in zip(self.data.class_names, value)})
+            else:
+                stats[key] = value
         if self.world.parallel:  # the design promises identical method state on every worker: check it
             digest = state_digest(self.method.state_dict())
             if not self.world.same_everywhere(digest):
@@ -311,19 +325,42 @@ class Trainer:
         return self.emas[0].module if self.emas else self.nets[0]
 
     @torch.no_grad()
-    def predict(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, row indices): rows of unreadable images are left out (or stop the run)."""
+    def predict(self, loader: DataLoader, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, row indices): rows of unreadable images are left out (or stop the run). With `log`,
+        a progress line at most every PROGRESS_S seconds (long folders in mhss-predict)."""
         net = self.eval_network()
         net.eval()
         out, rows = [], []
+        start = last = time.perf_counter()
+        done, total = 0, len(loader.dataset)
         for images, indices in loader:
+            done += len(indices)
             images, indices, _ = self.drop_bad_images(loader.dataset, images, indices)
-            if len(indices) == 0:
-                continue
-            with self._autocast():
-                out.append(torch.sigmoid(net(self._to_device(images)).float()).cpu())
-            rows.append(indices)
+            if len(indices):
+                with self._autocast():
+                    out.append(torch.sigmoid(net(self._to_device(images)).float()).cpu())
+                rows.append(indices)
+            if log is not None and time.perf_counter() - last >= PROGRESS_S:
+                last = time.perf_counter()
+                rate = done / (last - start)
+                log(f"{done}/{total} images, {rate:.0f} images/s, {(total - done) / max(rate, 1e-9):.0f} s left")
+        if not out:
+            return np.zeros((0, self.data.num_classes), dtype=np.float32), np.zeros(0, dtype=np.int64)
         return torch.cat(out).numpy(), torch.cat(rows).numpy()
+
+    @torch.no_grad()
+    def network_logits(self, loader: DataLoader) -> list[torch.Tensor]:
+        """Each network's logits (its EMA's when on) on the loader's images, in the loader's order (eval mode)."""
+        nets = [ema.module for ema in self.emas] or self.nets
+        for net in nets:
+            net.eval()
+        outs: list[list[torch.Tensor]] = [[] for _ in nets]
+        for images, _ in loader:
+            x = self._to_device(images)
+            with self._autocast():
+                for out, net in zip(outs, nets):
+                    out.append(net(x).float())
+        return [torch.cat(o) for o in outs]
 
     def evaluate(self) -> dict[str, float]:
         metrics = {}
@@ -331,6 +368,8 @@ class Trainer:
             probs, rows = self.predict(loader)
             labels = getattr(self.data, split).labels[rows]
             metrics.update(classification_metrics(probs, labels, self.data.class_names, split))
+            if split == "val":  # F2 where the dataset weighs recall (Sewer-ML's class weights), else F1
+                self.thresholds = best_thresholds(probs, labels, beta=2.0 if self.data.class_weights is not None else 1.0)
             if self.data.class_weights is not None:
                 metrics.update(sewer_metrics(probs, labels, self.data.class_weights, split))
             if self.cfg.data.on_bad_image == "skip":

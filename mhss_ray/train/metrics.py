@@ -56,3 +56,21 @@ def f1_normal(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) ->
 
 def sewer_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, float]:
     return {f"{prefix}_F2_CIW": f2_ciw(probs, targets, weights), f"{prefix}_F1_normal": f1_normal(probs, targets)}
+
+
+def best_thresholds(probs: np.ndarray, targets: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """Per class, the decision threshold that maximises F-beta on (probs, targets) (the validation split):
+    F1 by default, F2 (beta 2) where recall weighs more (Sewer-ML). A class without a positive keeps 0.5."""
+    from sklearn.metrics import precision_recall_curve
+
+    out = np.full(probs.shape[1], 0.5)
+    for c in range(probs.shape[1]):
+        if targets[:, c].sum() == 0:
+            continue
+        precision, recall, thresholds = precision_recall_curve(targets[:, c], probs[:, c])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
+        f = np.nan_to_num(f[:-1])  # the last point has no threshold
+        if len(f):
+            out[c] = float(thresholds[int(np.argmax(f))])
+    return out

@@ -112,7 +112,9 @@ def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_pat
         run_config=ray.train.RunConfig(
             name=train_run_name(trial_id),
             storage_path=storage_path,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=ray.train.CheckpointConfig(  # the best by the study's metric, and the latest (always kept)
+                num_to_keep=1, checkpoint_score_attribute=spec.tune.metric, checkpoint_score_order=spec.tune.mode
+            ),
             callbacks=list(callbacks or []),
         ),
     )

@@ -72,7 +72,8 @@ def build_tuner(spec: StudySpec):
             name=spec.name,
             storage_path=storage_uri(t.storage_path),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # the best checkpoint by the study's metric (mhss-predict, mhss-audit) and the latest (resume): Tune always keeps the latest
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=t.metric, checkpoint_score_order=t.mode),
             verbose=1,
         ),
     )

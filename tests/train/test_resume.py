@@ -52,8 +52,12 @@ def two_networks(cfg, observed, clean):
         ({"optim": {"name": "adamw"}}, two_networks),
         ({"method": {"name": "mhss", "q": 2, "warmup": 2, "t_k": 1}, "noise": {"mode": "complex"}}, build_method),
         ({"method": {"name": "disc", "warmup": 1}}, build_method),
+        (
+            {"method": {"name": "coteaching", "noise_rate_source": "estimated", "noise_rate_refresh": "every_epoch", "t_k": 1}},
+            build_method,
+        ),
     ],
-    ids=["plain", "ema-cosine", "two-networks", "mhss", "disc"],
+    ids=["plain", "ema-cosine", "two-networks", "mhss", "disc", "coteaching-estimated"],
 )
 def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     cfg = tiny_config(**overrides)
@@ -73,7 +77,7 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     trainer.load_state_dict(load_checkpoint(tmp_path / "first"))
     trainer.run(resumed, log=lambda _: None)
     assert [m["epoch"] for m in resumed.metrics] == [3]
-    for key in KEYS:
+    for key in [*KEYS, *(k for k in full.metrics[2] if k.startswith("noise_rate_hat_"))]:
         assert math.isclose(resumed.metrics[0][key], full.metrics[2][key], rel_tol=1e-6, abs_tol=1e-9), key
     for key in ("train_loss", "test_mAP"):
         assert math.isclose(first_two[1][key], full.metrics[1][key], rel_tol=1e-6), key
@@ -89,7 +93,7 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     rec = Recorder(tmp_path / "ckpt")
     fit(tiny_config(schedule={"epochs": 1}), rec, log=lambda _: None)
     state = load_checkpoint(tmp_path / "ckpt")  # weights_only=True inside
-    assert set(state) == {"epoch", "networks", "emas", "optimizer", "scheduler", "method", "rng", "config"}
+    assert set(state) == {"epoch", "networks", "emas", "optimizer", "scheduler", "method", "rng", "config", "thresholds", "class_names"}
     assert state["epoch"] == 1 and isinstance(state["rng"]["torch"], torch.Tensor)
 
 

@@ -304,5 +304,7 @@ def test_dataset_spaces_read_their_folder_from_set_or_environment(tmp_path, monk
     assert by_set.base_config.data.root == by_env.base_config.data.root == str(tmp_path)
     cfg = by_env.base_config
     assert (cfg.model.name, cfg.data.image_size, cfg.optim.name, cfg.schedule.epochs) == ("tresnet_m", 224, "adam", 30)
-    per_class = [d for d in by_env.dimensions if d.key.startswith("method.noise_rates[")]
-    assert len(per_class) == len(by_env.class_names) > 10  # one dimension per class of the dataset
+    # alpha scales the rates each trial estimates: one dimension, not one per class of the dataset
+    assert cfg.method.noise_rate_source == "estimated" and len(by_env.class_names) > 10
+    assert not [d for d in by_env.dimensions if d.key.startswith("method.noise_rates[")]
+    assert "method.alpha" in {d.key for d in by_env.dimensions}

@@ -1,0 +1,96 @@
+"""Predictions of a trained run on images (`mhss-predict`): per image and class the probability and a
+decision at the class's threshold (chosen on the validation split when the checkpoint was written: F1,
+or F2 for a dataset with class weights such as Sewer-ML).
+
+The images: a split of the run's own dataset (`train`, `val`, `test`), a folder of image files (searched
+recursively), or a manifest (CSV or Parquet) with a column of file paths relative to its folder. The
+network is the run's first one (its EMA when on), the files are read and transformed as the run's
+evaluation images (same reader, bands, size and normalisation), so the run's dataset must be where its
+config says (its class names, bands and statistics come from there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.images import ImageFiles
+from ..errors import UserError
+from ..train.metrics import best_thresholds
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SPLITS = ("train", "val", "test")
+
+
+def _files_of(folder: Path) -> list[str]:
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise UserError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+    return names
+
+
+def _files_of_manifest(path: Path, column: str) -> list[str]:
+    from ..data.tables import read_table
+
+    table = read_table(path)
+    if column not in table.column_names:
+        raise UserError(f"--images {path}: no column {column!r} (the image files; data.file_column of the run)")
+    names = [str(n) for n in table.column(column).to_pylist() if n is not None and str(n).strip()]
+    if not names:
+        raise UserError(f"--images {path}: column {column!r} names no file")
+    return names
+
+
+def images_to_predict(trainer, spec: str) -> tuple[Dataset, list[str], np.ndarray | None]:
+    """(dataset, image names, labels where known) for `--images`."""
+    if spec in SPLITS:
+        split = getattr(trainer.data, spec)
+        images = split.images.evaluation_view() if spec == "train" else split.images
+        names = [images.path(i) if hasattr(images, "path") else f"{spec} row {i}" for i in range(len(split))]
+        return images, names, split.labels
+    path = Path(spec).expanduser()
+    template = trainer.data.test.images
+    if not isinstance(template, ImageFiles):
+        raise UserError(
+            f"--images {spec}: {trainer.cfg.data.name} builds its images in memory; predict on one of its splits (--images test)"
+        )
+    if path.is_dir():
+        folder, names = path, _files_of(path)
+    elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
+        folder, names = path.parent, _files_of_manifest(path, trainer.cfg.data.file_column)
+    else:
+        raise UserError(f"--images {spec}: expected train, val, test, a folder of images or a manifest (.csv, .parquet)")
+    dataset = ImageFiles(folder, pa.array(names, pa.string()), template.reader, template.transforms, template.size)
+    return dataset, [str(folder / n) for n in names], None
+
+
+def predict(trainer, dataset: Dataset, log=None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x C, the rows they belong to): undecodable files stop it with their name, or are
+    left out with `data.on_bad_image: skip` (as in training)."""
+    loader = DataLoader(dataset, batch_size=trainer.cfg.data.batch_size * 2, shuffle=False, num_workers=trainer.cfg.data.num_workers)
+    probs, rows = trainer.predict(loader, log=log)
+    if len(rows) == 0:
+        raise UserError("--images: no image could be read")
+    return probs, rows
+
+
+def thresholds_of(trainer, state: dict) -> np.ndarray:
+    """The checkpoint's per-class thresholds; a checkpoint written before they were recorded: chosen now on the validation split."""
+    if state.get("thresholds") is not None:
+        return np.asarray(state["thresholds"], dtype=float)
+    probs, rows = trainer.predict(trainer.eval_loaders["val"])
+    beta = 2.0 if trainer.data.class_weights is not None else 1.0
+    return best_thresholds(probs, trainer.data.val.labels[rows], beta=beta)
+
+
+def prediction_table(names: list[str], rows: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per image: image, then per class p_<class> (the probability) and <class> (the decision, 0 or 1)."""
+    table = {"image": [names[r] for r in rows]}
+    for c, name in enumerate(classes):
+        table[f"p_{name}"] = probs[:, c]
+        table[name] = (probs[:, c] >= thresholds[c]).astype(np.uint8)
+    return pd.DataFrame(table)

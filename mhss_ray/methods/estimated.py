@@ -1,0 +1,105 @@
+"""Noise rates estimated from the networks themselves (`method.noise_rate_source: estimated`).
+
+While it estimates, each of the method's two networks leaves out its own random share of the training
+images (`method.noise_rate_holdout`, 0.2: disjoint folds, one per network) and records its predicted
+probabilities on the images of its fold as it sees them, shifted as DISC's (revision 2): sigmoid(z - logit
+p*), 0.5 where ASL's two losses are equal, which measured closer than the raw sigmoid under ASL. The
+estimate (noise.py: a confident-joint count, or a mixture) reads those out-of-fold probabilities with the
+observed labels. With holdout 0 every image is learnt and recorded (in-sample): by the end of a warm-up a
+network has memorised much of the noise, and in-sample estimates fall far below the truth
+(benchmarks/results/noise_estimation.md).
+
+Estimates refresh after every epoch until the method selects (the last epoch of its warm-up, or of
+Co-teaching's ramp), and then stay, the folds rejoining the training; with `method.noise_rate_refresh:
+every_epoch` they refresh after every epoch and the folds stay out all run. Until the first estimate the
+rates are 0 (nothing is forgotten; every method keeps all entries in its first epoch anyway).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import MethodConfig
+from ..noise import ESTIMATORS, entry_rates
+
+
+class EstimatedRates:
+    def __init__(self, cfg: MethodConfig, observed: torch.Tensor, last_refresh: int, seed: int = 0, networks: int = 2, shift: float = 0.0):
+        self.observed = observed
+        self.shift = shift  # logit(p*): the recorded probabilities are sigmoid(z - shift), 0.5 where ASL's two losses are equal
+        self.estimator = ESTIMATORS[cfg.noise_rate_estimator]
+        self.every_epoch = cfg.noise_rate_refresh == "every_epoch"
+        self.last_refresh = last_refresh  # 0-based epoch after which the estimates stay (without every_epoch)
+        n = observed.shape[0]
+        # fold[i]: the network that leaves image i out while estimating (-1: none); in-sample: every network records every image
+        self.fold = torch.full((n,), -1, dtype=torch.long, device=observed.device)
+        share = cfg.noise_rate_holdout
+        if share > 0:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).to(observed.device)
+            size = int(round(share * n))
+            for k in range(networks):
+                self.fold[order[k * size : (k + 1) * size]] = k
+        self.probs = torch.zeros(observed.shape, dtype=torch.float16, device=observed.device)
+        self.polarity: torch.Tensor | None = None  # 2 x C once estimated: wrong share of observed negatives, positives
+        self.epoch = 0
+
+    @property
+    def holding_out(self) -> bool:
+        return bool((self.fold >= 0).any()) and (self.every_epoch or self.epoch <= self.last_refresh)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def learns(self, k: int, indices: torch.Tensor) -> torch.Tensor | None:
+        """B x C mask of the batch's entries network k may learn from now (None: all of them)."""
+        if not self.holding_out:
+            return None
+        return (self.fold[indices] != k).unsqueeze(1).expand(-1, self.observed.shape[1])
+
+    def restrict(self, selections: list, indices: torch.Tensor) -> list:
+        """The batch's selections (one per network: what it learns from) without the images its fold holds out."""
+        for k, s in enumerate(selections):
+            allowed = self.learns(k, indices)
+            if allowed is not None:
+                s.mask = allowed if s.mask is None else s.mask & allowed
+        return selections
+
+    def record(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> None:
+        probs = [torch.sigmoid(z.detach().float() - self.shift) for z in logits]
+        fold = self.fold[indices]
+        if not bool((self.fold >= 0).any()):  # in-sample: the networks' mean on every image
+            self.probs[indices] = torch.stack(probs).mean(0).to(self.probs.dtype)
+            return
+        for k, p in enumerate(probs):
+            mine = fold == k
+            self.probs[indices[mine]] = p[mine].to(self.probs.dtype)
+
+    def refresh(self, epoch: int) -> bool:
+        """After epoch `epoch` (0-based): estimate again if it is time; True when the rates changed."""
+        if epoch > self.last_refresh and not self.every_epoch:
+            return False
+        self.polarity = self.estimate(self.estimator)
+        return True
+
+    def estimate(self, estimator) -> torch.Tensor:
+        """2 x C rates by `estimator` (noise.ESTIMATORS) from the recorded probabilities of the held-out images."""
+        rows = self.fold >= 0 if bool((self.fold >= 0).any()) else slice(None)
+        return estimator(self.observed[rows], self.probs[rows])
+
+    def rates(self) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """(eps_c, global eps, 2 x C per-polarity rates), as noise.noise_rates and polarity_rates give them."""
+        eps_c = entry_rates(self.observed, self.polarity)
+        return eps_c, float(eps_c.mean()), self.polarity.clone()
+
+    def metrics(self) -> dict:
+        """Per class (the trainer names them noise_rate_hat_<class>), once there is an estimate."""
+        if self.polarity is None:
+            return {}
+        return {"noise_rate_hat": [float(x) for x in entry_rates(self.observed, self.polarity)]}
+
+    def state_dict(self) -> dict:
+        return {"probs": self.probs.cpu(), "polarity": None if self.polarity is None else self.polarity.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.probs.copy_(state["probs"])
+        self.polarity = None if state["polarity"] is None else state["polarity"].to(self.observed.device)

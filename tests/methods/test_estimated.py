@@ -1,0 +1,93 @@
+"""Noise rates estimated from the networks' predictions (method.noise_rate_source: estimated)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mhss_ray.config import MethodConfig
+from mhss_ray.methods.estimated import EstimatedRates
+from mhss_ray.noise import confident_rates, entry_rates, mixture_rates, wrong_entries
+from tests.conftest import tiny_config
+
+
+def noisy_column(n=4000, prior=0.3, wrong_pos=0.2, wrong_neg=0.1, seed=0):
+    """Clean labels, observed labels with the given wrong shares among the observed positives and negatives,
+    and probabilities of a network that learnt the clean labels well (not the noise)."""
+    rng = np.random.default_rng(seed)
+    clean = (rng.random(n) < prior).astype(np.uint8)
+    observed = clean.copy()
+    pos, neg = np.flatnonzero(clean == 1), np.flatnonzero(clean == 0)
+    # choose flips so that the observed polarities end with the wanted wrong shares
+    k_add = int(round(wrong_pos * len(pos) / (1 - wrong_pos)))  # negatives reported positive
+    k_omit = int(round(wrong_neg * len(neg) / (1 - wrong_neg)))  # positives reported negative
+    observed[rng.choice(neg, k_add, replace=False)] = 1
+    observed[rng.choice(pos, k_omit, replace=False)] = 0
+    probs = np.clip(np.where(clean == 1, rng.beta(8, 2, n), rng.beta(2, 8, n)), 1e-4, 1 - 1e-4)
+    as_t = lambda a: torch.from_numpy(a).reshape(-1, 1)  # noqa: E731
+    return as_t(observed), as_t(clean), as_t(probs.astype(np.float32))
+
+
+@pytest.mark.parametrize("estimate", [confident_rates, mixture_rates], ids=["confident", "mixture"])
+def test_estimators_recover_the_wrong_shares_from_a_network_that_learnt_the_clean_labels(estimate):
+    observed, clean, probs = noisy_column()
+    wrong, _ = wrong_entries(observed, clean)
+    pos = observed.bool()
+    truth = torch.stack([(wrong & ~pos).sum(0) / (~pos).sum(0), (wrong & pos).sum(0) / pos.sum(0)]).float()
+    rates = estimate(observed, probs)
+    assert rates.shape == (2, 1)
+    assert torch.allclose(rates, truth, atol=0.05), (rates, truth)
+    eps_c = entry_rates(observed, rates)
+    assert abs(float(eps_c) - float(wrong.float().mean())) < 0.03
+
+
+def test_no_noise_estimates_little_and_never_above_half():
+    observed, clean, probs = noisy_column(wrong_pos=0.0, wrong_neg=0.0)
+    assert float(confident_rates(observed, probs).max()) < 0.03
+    flipped = 1 - observed  # every label wrong: the estimate stops at the cap
+    assert float(confident_rates(flipped, probs).max()) <= 0.5
+
+
+def test_estimates_refresh_until_the_selection_starts_then_stay():
+    observed = torch.tensor([[1], [0], [1], [0]], dtype=torch.uint8)
+    in_sample = MethodConfig(name="mhss", noise_rate_source="estimated", noise_rate_holdout=0.0)
+    est = EstimatedRates(in_sample, observed, last_refresh=1)
+    assert est.metrics() == {}  # nothing before the first epoch ends
+    est.record(torch.arange(4), [torch.tensor([[3.0], [-3.0], [3.0], [-3.0]])] * 2)
+    assert est.refresh(0) and est.refresh(1) and not est.refresh(2)
+    assert est.metrics()["noise_rate_hat"] == [0.0]
+    every = EstimatedRates(MethodConfig(name="mhss", noise_rate_source="estimated", noise_rate_refresh="every_epoch"), observed, 1)
+    assert every.refresh(5)
+
+
+def test_each_network_leaves_out_its_own_fold_while_estimating_and_records_only_there():
+    n = 1000
+    observed = (torch.rand(n, 3, generator=torch.Generator().manual_seed(0)) < 0.3).to(torch.uint8)
+    est = EstimatedRates(MethodConfig(name="mhss", noise_rate_source="estimated", noise_rate_holdout=0.2), observed, last_refresh=2, seed=5)
+    assert [int((est.fold == k).sum()) for k in (0, 1)] == [200, 200]  # disjoint folds, 20% each
+    rows = torch.arange(n)
+    est.begin_epoch(0)
+    zs = [torch.full((n, 3), 2.0), torch.full((n, 3), -2.0)]  # network 0 says 1 everywhere, network 1 says 0
+    est.record(rows, zs)
+    assert torch.equal(est.learns(0, rows)[:, 0], est.fold != 0) and torch.equal(est.learns(1, rows)[:, 0], est.fold != 1)
+    p = est.probs.float()[:, 0]
+    assert (p[est.fold == 0] > 0.8).all() and (p[est.fold == 1] < 0.2).all() and (p[est.fold == -1] == 0).all()
+    est.begin_epoch(3)  # past the last refresh: the folds rejoin the training
+    assert est.learns(0, rows) is None
+    other = EstimatedRates(MethodConfig(name="mhss", noise_rate_source="estimated"), observed, last_refresh=2, seed=6)
+    assert not torch.equal(other.fold, est.fold)  # the folds follow the run seed
+
+
+def test_a_run_with_estimated_rates_records_them_every_epoch_and_keeps_them_after_the_warm_up():
+    from mhss_ray.train.loop import Trainer
+
+    cfg = tiny_config(
+        method={"name": "mhss", "noise_rate_source": "estimated", "q": 2, "warmup": 2}, schedule={"epochs": 3}, data={"n_train": 96}
+    )
+    history = []
+    trainer = Trainer(cfg)
+    trainer.run(lambda metrics, _ckpt: history.append(metrics), log=lambda _: None)
+    names = trainer.data.class_names
+    hats = [[m[f"noise_rate_hat_{c}"] for c in names] for m in history]
+    assert hats[0] != hats[1] and hats[1] == hats[2]  # refreshed after epochs 1 and 2 (the warm-up), then kept
+    assert all(0.0 <= h <= 0.5 for row in hats for h in row)
+    assert all(f"noise_rate_{c}" in history[0] for c in names)  # the realised rates beside them
