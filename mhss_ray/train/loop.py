@@ -368,7 +368,7 @@ class Trainer:
             probs, rows = self.predict(loader)
             labels = getattr(self.data, split).labels[rows]
             metrics.update(classification_metrics(probs, labels, self.data.class_names, split))
-            if split == "val":  # F2 where the dataset weighs recall (Sewer-ML's class weights), else F1
+            if split == "val" and np.isfinite(probs).all():  # F2 where the dataset weighs recall (Sewer-ML's class weights), else F1
                 self.thresholds = best_thresholds(probs, labels, beta=2.0 if self.data.class_weights is not None else 1.0)
             if self.data.class_weights is not None:
                 metrics.update(sewer_metrics(probs, labels, self.data.class_weights, split))

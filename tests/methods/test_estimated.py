@@ -7,7 +7,6 @@ import torch
 from mhss_ray.config import MethodConfig
 from mhss_ray.methods.estimated import EstimatedRates
 from mhss_ray.noise import confident_rates, entry_rates, mixture_rates, wrong_entries
-from tests.conftest import tiny_config
 
 
 def noisy_column(n=4000, prior=0.3, wrong_pos=0.2, wrong_neg=0.1, seed=0):
@@ -77,17 +76,18 @@ def test_each_network_leaves_out_its_own_fold_while_estimating_and_records_only_
     assert not torch.equal(other.fold, est.fold)  # the folds follow the run seed
 
 
-def test_a_run_with_estimated_rates_records_them_every_epoch_and_keeps_them_after_the_warm_up():
-    from mhss_ray.train.loop import Trainer
+def test_mhss_train_with_estimated_rates_records_them_every_epoch_and_keeps_them_after_the_warm_up(tiny_yaml, tmp_path):
+    import json
 
-    cfg = tiny_config(
-        method={"name": "mhss", "noise_rate_source": "estimated", "q": 2, "warmup": 2}, schedule={"epochs": 3}, data={"n_train": 96}
-    )
-    history = []
-    trainer = Trainer(cfg)
-    trainer.run(lambda metrics, _ckpt: history.append(metrics), log=lambda _: None)
-    names = trainer.data.class_names
+    from mhss_ray.cli import train_main
+
+    sets = ["method.name=mhss", "method.noise_rate_source=estimated", "method.q=2", "method.warmup=2", "data.n_train=96"]
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--config", str(tiny_yaml), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))])
+    assert exit_.value.code == 0
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    names = [str(c) for c in range(10)]
     hats = [[m[f"noise_rate_hat_{c}"] for c in names] for m in history]
-    assert hats[0] != hats[1] and hats[1] == hats[2]  # refreshed after epochs 1 and 2 (the warm-up), then kept
+    assert len(hats) == 3 and hats[0] != hats[1] and hats[1] == hats[2]  # refreshed after epochs 1 and 2 (the warm-up), then kept
     assert all(0.0 <= h <= 0.5 for row in hats for h in row)
     assert all(f"noise_rate_{c}" in history[0] for c in names)  # the realised rates beside them
