@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..methods.selection import small_loss_mask
+from ..noise import UNKNOWN
 
 COLUMNS = (
     "image", "row", "class", "observed", "proposed", "corrected", "rejected", "networks_agree", "certainty", "confidence",
@@ -96,3 +97,18 @@ def audit(trainer) -> pd.DataFrame:
     )
     order = table.sort_values(["confidence", "loss_quantile", "row"], ascending=[False, False, True], kind="stable").index
     return table.loc[order].reset_index(drop=True)
+
+
+def known_precision(trainer, table: pd.DataFrame) -> tuple[int, float] | None:
+    """(listed entries whose clean label is known, the share of them whose observed label is wrong): on a
+    verified subset (noise.clean_subset) under real noise, or everywhere under synthetic noise; None if none."""
+    if table.empty:
+        return None
+    classes = {c: i for i, c in enumerate(trainer.data.class_names)}
+    rows = torch.as_tensor(table["row"].to_numpy(), dtype=torch.long, device=trainer.clean.device)
+    cols = torch.as_tensor([classes[c] for c in table["class"]], dtype=torch.long, device=trainer.clean.device)
+    clean, observed = trainer.clean[rows, cols], trainer.observed[rows, cols]
+    known = clean != UNKNOWN
+    if not bool(known.any()):
+        return None
+    return int(known.sum()), float((clean[known] != observed[known]).float().mean())

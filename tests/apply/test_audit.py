@@ -7,7 +7,7 @@ import yaml
 
 from mhss_ray.cli import audit_main, train_main
 from mhss_ray.train.loop import Trainer
-from tests.conftest import TINY, tiny_config
+from tests.conftest import REPO, TINY, tiny_config
 
 MHSS = {"method": {"name": "mhss", "q": 2, "warmup": 2, "t_k": 1}, "noise": {"mode": "complex", "rate": 0.3}, "schedule": {"epochs": 4}}
 
@@ -32,7 +32,8 @@ def run_audit(*args) -> int:
 
 def test_audit_lists_the_corrections_and_the_rejected_entries_most_confident_first(mhss_run, tmp_path, capsys):
     assert run_audit("--from", mhss_run, "--out", tmp_path / "errors.parquet") == 0
-    assert "suspected label errors" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "suspected label errors" in printed
     table = pd.read_parquet(tmp_path / "errors.parquet")
     assert list(table.columns) == [
         "image", "row", "class", "observed", "proposed", "corrected", "rejected", "networks_agree", "certainty", "confidence",
@@ -48,6 +49,7 @@ def test_audit_lists_the_corrections_and_the_rejected_entries_most_confident_fir
     classes = trainer.data.class_names
     hits = [bool(noise[r, classes.index(c)]) for r, c in zip(table["row"], table["class"])]
     assert sum(hits) / len(hits) > 2 * float(noise.float().mean()), (sum(hits) / len(hits), float(noise.float().mean()))
+    assert f"against the injected noise: {sum(hits) / len(hits):.1%} of the {len(hits)} listed entries" in printed
     # the same table as CSV
     assert run_audit("--from", mhss_run, "--out", tmp_path / "errors.csv") == 0
     csv = pd.read_csv(tmp_path / "errors.csv", dtype={"class": str})
@@ -110,3 +112,35 @@ def test_predict_from_a_study_uses_the_best_trials_best_checkpoint(demo_study, t
     rows = tables.epochs[(tables.epochs["trial_id"] == best["trial_id"]) & (tables.epochs["epoch"] == best["best_epoch"])]
     probs = table.filter(like="p_").to_numpy()
     assert mean_average_precision(probs, labels) == pytest.approx(float(rows["test_mAP"].iloc[0]), abs=1e-4)
+
+
+def test_audit_of_real_noise_reports_its_precision_on_the_verified_subset(tmp_path, capsys):
+    from mhss_ray.data import fixtures
+
+    written = fixtures.write_sewerml(tmp_path / "sewer", n_train=30, n_val=10)
+    names, labels = written["Train"]
+    (tmp_path / "sewer" / "verified.csv").write_text(fixtures.sewer_csv(names[:12], labels[:12]))
+    sets = [
+        "data.name=sewerml", f"data.root={tmp_path / 'sewer'}", "data.image_size=32", "data.batch_size=8", "noise.mode=real",
+        "noise.clean_subset=verified.csv", "method.name=coteaching", "method.noise_rate_source=estimated", "schedule.epochs=2",
+        "runtime.device=cpu",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        train_main(
+            ["--config", str(REPO / "benchmarks" / "base.yaml"), "--out", str(tmp_path / "run"), *(a for x in sets for a in ("--set", x))]
+        )
+    assert exit_.value.code == 0
+    capsys.readouterr()
+    assert run_audit("--from", tmp_path / "run", "--out", tmp_path / "errors.csv") == 0
+    printed = capsys.readouterr().out
+    from mhss_ray.apply.audit import known_precision
+    from mhss_ray.apply.locate import locate
+
+    table = pd.read_csv(tmp_path / "errors.csv", dtype={"class": str})
+    trainer = locate(str(tmp_path / "run")).trainer()
+    assert int((trainer.clean != 255).all(1).sum()) > 0  # some training rows are verified
+    checked = known_precision(trainer, table)
+    if checked is None:  # no listed entry falls on a verified row: nothing to report
+        assert "against the verified subset" not in printed
+    else:
+        assert f"against the verified subset: {checked[1]:.1%} of the {checked[0]} listed entries" in printed

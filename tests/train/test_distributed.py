@@ -79,6 +79,7 @@ def worker(rank: int, port: int, name: str, out_dir: str) -> None:
         torch.save(run_method(name, world), f"{out_dir}/rank{rank}.pt")
         assert world.same_everywhere(state_digest({"rank": rank})) is False  # the check can fail
     finally:
+        dist.barrier()  # both processes done with every collective before either tears its connections down
         dist.destroy_process_group()
 
 
