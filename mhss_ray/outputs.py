@@ -126,14 +126,27 @@ def check_new_table(path: str | Path, key: str) -> Path:
 
 
 def write_table(table, path: Path) -> None:
-    """Write a pandas DataFrame as Parquet or CSV (by the suffix), whole or not at all."""
+    """Write a pandas DataFrame as Parquet or CSV (by the suffix), whole or not at all, and never over a file
+    that appeared since `check_new_table`: the table goes to a temporary file this call creates, then is
+    linked to its name (which fails if the name is taken)."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         if path.suffix.lower() == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise UserError(f"--out: {path} appeared while it was written; nothing was overwritten") from None
+        except OSError:  # a filesystem without hard links: the name was free a moment ago (check_new_table)
+            if path.exists():
+                raise UserError(f"--out: {path} appeared while it was written; nothing was overwritten") from None
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # the temporary file this call made

@@ -39,13 +39,14 @@ class EstimatedRates:
             size = int(round(share * n))
             for k in range(networks):
                 self.fold[order[k * size : (k + 1) * size]] = k
+        self.has_folds = share > 0 and n > 0  # a Python bool: the training step never waits on the device for it
         self.probs = torch.zeros(observed.shape, dtype=torch.float16, device=observed.device)
         self.polarity: torch.Tensor | None = None  # 2 x C once estimated: wrong share of observed negatives, positives
         self.epoch = 0
 
     @property
     def holding_out(self) -> bool:
-        return bool((self.fold >= 0).any()) and (self.every_epoch or self.epoch <= self.last_refresh)
+        return self.has_folds and (self.every_epoch or self.epoch <= self.last_refresh)
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,7 +68,7 @@ class EstimatedRates:
     def record(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> None:
         probs = [torch.sigmoid(z.detach().float() - self.shift) for z in logits]
         fold = self.fold[indices]
-        if not bool((self.fold >= 0).any()):  # in-sample: the networks' mean on every image
+        if not self.has_folds:  # in-sample: the networks' mean on every image
             self.probs[indices] = torch.stack(probs).mean(0).to(self.probs.dtype)
             return
         for k, p in enumerate(probs):
@@ -83,7 +84,7 @@ class EstimatedRates:
 
     def estimate(self, estimator) -> torch.Tensor:
         """2 x C rates by `estimator` (noise.ESTIMATORS) from the recorded probabilities of the held-out images."""
-        rows = self.fold >= 0 if bool((self.fold >= 0).any()) else slice(None)
+        rows = self.fold >= 0 if self.has_folds else slice(None)
         return estimator(self.observed[rows], self.probs[rows])
 
     def rates(self) -> tuple[torch.Tensor, float, torch.Tensor]:
