@@ -34,3 +34,20 @@ def write_result(path: str | Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {relative(out)}")
+
+
+def load_runs(path: Path) -> dict:
+    """A benchmark's run store ({"runs": {key: figures}}); empty before its first run."""
+    return json.loads(path.read_text()) if path.exists() else {"runs": {}}
+
+
+def save_run(path: Path, key: str, value: dict) -> None:
+    """Add one finished run to the store, re-read first (several seeds run as separate processes) and
+    replaced whole (a reader never sees half a file)."""
+    import os
+
+    store = load_runs(path)
+    store["runs"][key] = value
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(store, indent=1, default=float) + "\n")
+    tmp.replace(path)

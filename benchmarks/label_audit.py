@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from common import load_runs, save_run  # noqa: E402
 from compare_methods import NOISES, run_config, run_one  # noqa: E402
 
 from mhss_ray.apply.audit import audit, training_logits  # noqa: E402
@@ -82,15 +82,11 @@ def use_results(folder: Path) -> None:
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    return load_runs(path)
 
 
 def _save(key: str, value: dict) -> None:
-    store = _load(STORE)
-    store["runs"][key] = value
-    tmp = STORE.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(store, indent=1, default=float) + "\n")
-    tmp.replace(STORE)
+    save_run(STORE, key, value)
 
 
 def _fmt(values) -> str:

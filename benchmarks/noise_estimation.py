@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from common import load_runs, save_run  # noqa: E402
 from compare_methods import NOISES, run_config, run_one  # noqa: E402
 from label_audit import audit_scores  # noqa: E402
 
@@ -56,15 +56,11 @@ def use_results(folder: Path) -> None:
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    return load_runs(path)
 
 
 def _save(key: str, value: dict) -> None:
-    store = _load(STORE)  # re-read: another process may have added runs
-    store["runs"][key] = value
-    tmp = STORE.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(store, indent=1, default=float) + "\n")
-    tmp.replace(STORE)  # whole or not at all: several seeds run as separate processes
+    save_run(STORE, key, value)
 
 
 def realised_polarity(observed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
