@@ -18,13 +18,13 @@ import torch
 from ..config import MethodConfig, default_warmup
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
-from .estimated import EstimatedRates
+from .estimated import EstimatedRates, EstimatesRates
 from .history import PredictionHistory
 from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
 
 
-class CoSELFIE(Method):
+class CoSELFIE(EstimatesRates, Method):
     num_networks = 2
 
     def __init__(
@@ -98,12 +98,6 @@ class CoSELFIE(Method):
         ranks = torch.argsort(torch.argsort(u, dim=0, stable=True), dim=0)
         return r & ~(new & (ranks >= room.unsqueeze(0)))
 
-    def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
-        if self.estimated is not None:
-            self.estimated.record(indices, logits)
-            return self.estimated.restrict(self._select(indices, logits), indices)
-        return self._select(indices, logits)
-
     def _select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         for history, z in zip(self.histories, logits):
             history.record(indices, self.predict(z.detach()))
@@ -129,21 +123,9 @@ class CoSELFIE(Method):
     def current_labels(self) -> list[torch.Tensor]:
         return [t.all() for t in self.tables]
 
-    def begin_epoch(self, epoch: int) -> None:
-        super().begin_epoch(epoch)
-        if self.estimated is not None:
-            self.estimated.begin_epoch(epoch)
-
-    def end_epoch(self, epoch: int) -> dict:
-        if self.estimated is not None and self.estimated.refresh(epoch):
-            self.set_rates(*self.estimated.rates())
-        return {**super().end_epoch(epoch), **(self.estimated.metrics() if self.estimated is not None else {})}
-
     def state_dict(self) -> dict:
-        state = {"histories": [h.state_dict() for h in self.histories], "tables": [t.packed.cpu() for t in self.tables]}
-        if self.estimated is not None:
-            state["estimated"] = self.estimated.state_dict()
-        return state
+        histories = [h.state_dict() for h in self.histories]
+        return {"histories": histories, "tables": [t.packed.cpu() for t in self.tables], **super().state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         for h, s in zip(self.histories, state["histories"]):
@@ -151,10 +133,7 @@ class CoSELFIE(Method):
         for k, (t, packed) in enumerate(zip(self.tables, state["tables"])):
             t.packed.copy_(packed)
             self.changed[k] = (t.all() != self.observed).sum(0)
-        if self.estimated is not None:
-            self.estimated.load_state_dict(state["estimated"])
-            if self.estimated.polarity is not None:
-                self.set_rates(*self.estimated.rates())
+        super().load_state_dict(state)  # the estimate (EstimatesRates)
 
 
 class PredictedLabel:

@@ -8,11 +8,11 @@ import torch
 from ..config import MethodConfig
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
-from .estimated import EstimatedRates
+from .estimated import EstimatedRates, EstimatesRates
 from .selection import forget_rates, small_loss_mask
 
 
-class CoTeaching(Method):
+class CoTeaching(EstimatesRates, Method):
     num_networks = 2
 
     def __init__(
@@ -47,36 +47,11 @@ class CoTeaching(Method):
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps_global, self.cfg.alpha, self.epoch, self.cfg.t_k)
 
-    def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
-        if self.estimated is not None:
-            self.estimated.record(indices, logits)
-            return self.estimated.restrict(self._select(indices, logits), indices)
-        return self._select(indices, logits)
-
     def _select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         labels = self.observed[indices]
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), labels), tau, self.cfg.granularity, labels) for z in logits]
         return [Selection(labels, masks[1]), Selection(labels, masks[0])]  # cross update
-
-    def begin_epoch(self, epoch: int) -> None:
-        super().begin_epoch(epoch)
-        if self.estimated is not None:
-            self.estimated.begin_epoch(epoch)
-
-    def end_epoch(self, epoch: int) -> dict:
-        if self.estimated is not None and self.estimated.refresh(epoch):
-            self.set_rates(*self.estimated.rates())
-        return {**super().end_epoch(epoch), **(self.estimated.metrics() if self.estimated is not None else {})}
-
-    def state_dict(self) -> dict:
-        return {"estimated": self.estimated.state_dict()} if self.estimated is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.estimated is not None:
-            self.estimated.load_state_dict(state["estimated"])
-            if self.estimated.polarity is not None:
-                self.set_rates(*self.estimated.rates())
 
 
 @register_method(

@@ -104,3 +104,38 @@ class EstimatedRates:
     def load_state_dict(self, state: dict) -> None:
         self.probs.copy_(state["probs"])
         self.polarity = None if state["polarity"] is None else state["polarity"].to(self.observed.device)
+
+
+class EstimatesRates:
+    """What a forgetting method (a Method with `set_rates` and `_select`) does with `self.estimated`: record
+    each batch and keep the held-out fold out of its networks' selections, re-estimate after an epoch,
+    report the estimate, and carry it in the method's state. Inherit it before Method."""
+
+    estimated: EstimatedRates | None = None
+
+    def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list:
+        if self.estimated is None:
+            return self._select(indices, logits)
+        self.estimated.record(indices, logits)
+        return self.estimated.restrict(self._select(indices, logits), indices)
+
+    def begin_epoch(self, epoch: int) -> None:
+        super().begin_epoch(epoch)
+        if self.estimated is not None:
+            self.estimated.begin_epoch(epoch)
+
+    def end_epoch(self, epoch: int) -> dict:
+        if self.estimated is not None and self.estimated.refresh(epoch):
+            self.set_rates(*self.estimated.rates())
+        return {**super().end_epoch(epoch), **(self.estimated.metrics() if self.estimated is not None else {})}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        return {**state, "estimated": self.estimated.state_dict()} if self.estimated is not None else state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.estimated is not None:
+            self.estimated.load_state_dict(state["estimated"])
+            if self.estimated.polarity is not None:
+                self.set_rates(*self.estimated.rates())
