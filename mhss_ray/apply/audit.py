@@ -105,7 +105,7 @@ def known_precision(trainer, table: pd.DataFrame) -> tuple[int, float] | None:
     if table.empty:
         return None
     classes = {c: i for i, c in enumerate(trainer.data.class_names)}
-    rows = torch.as_tensor(table["row"].to_numpy(), dtype=torch.long, device=trainer.clean.device)
+    rows = torch.tensor(table["row"].to_numpy(), dtype=torch.long, device=trainer.clean.device)  # a copy: pandas arrays are read-only
     cols = torch.as_tensor([classes[c] for c in table["class"]], dtype=torch.long, device=trainer.clean.device)
     clean, observed = trainer.clean[rows, cols], trainer.observed[rows, cols]
     known = clean != UNKNOWN
