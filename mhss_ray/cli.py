@@ -117,8 +117,10 @@ def _tune(argv) -> int:
         raise UserError(f"{' and '.join(chosen)} contradict each other; pick one")
 
     from .outputs import check_writable
+    from .tune.console import quiet_ray_env
     from .tune.space import check_name, load_space
 
+    quiet_ray_env(local_cluster=args.address is None)  # before Ray is imported: it reads them then
     if args.name is not None:
         check_name(args.name, "--name")
     if args.storage and "://" not in args.storage:
@@ -176,6 +178,12 @@ def _analyze(argv) -> int:
         "--out",
         help="output folder (default: runs/analysis/<study names>); an earlier analysis there is replaced, any other folder refused",
     )
+    parser.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="also write every study into this Optuna storage (e.g. sqlite:///studies.db) for optuna-dashboard; "
+        "a study name already there is refused",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -190,6 +198,10 @@ def _analyze(argv) -> int:
     out = Path(args.out) if args.out else Path("runs") / "analysis" / "+".join(tables.info)
     if not args.out:
         check_output(out, args.studies)
+    if args.optuna_storage:
+        from .analysis.optuna_export import check_export
+
+        check_export(tables, args.optuna_storage)
     files = write_report(tables, out)
     counts = tables.trials["outcome"].value_counts()
     print(
@@ -197,6 +209,12 @@ def _analyze(argv) -> int:
         f"from {len(tables.info)} studies"
     )
     print(f"wrote {out}: " + ", ".join(f.name for f in files))
+    if args.optuna_storage:
+        from .analysis.optuna_export import export
+
+        names = export(tables, args.optuna_storage)
+        print(f"wrote {len(names)} Optuna {'study' if len(names) == 1 else 'studies'} ({', '.join(names)}) into {args.optuna_storage}; "
+              f"browse them with: optuna-dashboard {args.optuna_storage}")  # fmt: skip
     return 0
 
 

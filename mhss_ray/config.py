@@ -171,6 +171,7 @@ class RuntimeConfig:
     amp: Literal["auto", "on", "off"] = "auto"  # bf16 autocast; auto = on with a GPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto = on (faster on GPUs and on CPU convs)
     threads: Optional[int] = num(None, 1, 1024)  # torch intra-op threads; None = torch's default
+    progress_every_s: float = num(60.0, 0.0, 86_400.0)  # a progress line within a long epoch at most this often; 0: none
 
 
 @dataclass

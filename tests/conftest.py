@@ -52,10 +52,15 @@ def cli_env() -> dict:
 @pytest.fixture(scope="session")
 def demo_study(tmp_path_factory):
     """The tiny demo study with in-process trials, run once per session (tests/tune and tests/analysis
-    both read it): (storage folder, command, env, CompletedProcess)."""
+    both read it), logging to MLflow (a SQLite store) and W&B (offline) in trackers/ beside the studies
+    (tests/tune/test_trackers.py reads them back): (storage folder, command, env, CompletedProcess)."""
     from tests.studies import run_demo_study
 
-    return run_demo_study(tmp_path_factory.mktemp("demo-study"), workers=0)
+    folder = tmp_path_factory.mktemp("demo-study")
+    trackers = folder / "trackers"
+    trackers.mkdir()
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{trackers / 'mlflow.db'}", "WANDB_MODE": "offline", "WANDB_DIR": str(trackers)}
+    return run_demo_study(folder, workers=0, sets=["tune.callbacks=[mlflow,wandb]"], env=env)
 
 
 @pytest.fixture(scope="session")

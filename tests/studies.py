@@ -67,12 +67,13 @@ def tiny_demo_space(tmp_path):
     return path
 
 
-def run_demo_study(tmp_path: Path, workers: int, trials: int = 5, baselines: bool = True):
+def run_demo_study(tmp_path: Path, workers: int, trials: int = 5, baselines: bool = True, sets=(), env=None):
     """mhss-tune on the tiny demo space into tmp_path/studies: (storage, command, env, CompletedProcess).
-    With `baselines` the demo's baseline arms (asl, coteaching) run beside the searched trials."""
+    With `baselines` the demo's baseline arms (asl, coteaching) run beside the searched trials; `sets`
+    are more --set overrides, `env` more environment variables."""
     storage = tmp_path / "studies"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
-    extra = [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] + ([] if baselines else ["tune.baselines=[]"])
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled", **(env or {}))
+    extra = [f"tune.resources.workers={workers}", f"tune.num_samples={trials}"] + ([] if baselines else ["tune.baselines=[]"]) + list(sets)
     sets = [a for s in DEMO_TINY + extra for a in ("--set", s)]
     cmd = [
         sys.executable,

@@ -132,6 +132,12 @@ CASES = [
     # mhss-tune: search-space files and flags
     ("tune-space-missing", tune_main, lambda t: ["--space", str(t / "nope.yaml")], "nope.yaml: no such file"),
     (
+        "tune-unknown-tracker",
+        tune_main,
+        lambda t: ["--space", space(t, tune__callbacks=["comet"])],
+        "tune.callbacks[0]: expected one of mlflow, wandb, got 'comet'",
+    ),
+    (
         "tune-unknown-dist",
         tune_main,
         lambda t: ["--space", space(t, search={"method.alpha": {"dist": "normal", "low": 0, "high": 1}})],

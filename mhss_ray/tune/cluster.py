@@ -47,7 +47,7 @@ STUDY = FolderKind(
     STUDY_INFO,
     (
         STUDY_INFO, LOCK_FILE, ".validate_storage_marker", "tuner.pkl", "trainable.pkl", "experiment_state-*", "search_gen_state-*",
-        "searcher-state-*", "basic-variant-state-*", "trial_main_*", "train-*", "*.tmp",
+        "searcher-state-*", "basic-variant-state-*", "trial_*", "train-*", "*.tmp",
     ),
 )  # fmt: skip
 
@@ -116,6 +116,7 @@ def study_info(spec: StudySpec) -> dict:
         "num_samples": t.num_samples,
         "class_names": spec.class_names,
         "searched": [d.key for d in spec.dimensions],
+        "dimensions": [{"key": d.key, "dist": d.dist, "params": d.params} for d in spec.dimensions],  # what Optuna's export declares
         "base": spec.base,
     }
 

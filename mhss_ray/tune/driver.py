@@ -14,6 +14,7 @@ import json
 import os
 
 from .cluster import study_path
+from .console import summary_metrics, trial_line
 from .space import StudySpec
 
 # A Train run whose workers wait for a slot on a busy cluster must not give up after Ray's default
@@ -50,7 +51,7 @@ def _scratch(trial_id: str) -> str:
 # ----------------------------------------------------------------------------- the loop of a trial
 
 
-def train_point(spec: StudySpec, point: dict, trial_id: str, session) -> None:
+def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None) -> None:
     """Train one point of the space, resuming from the session's checkpoint. `session` is `ray.tune`
     (workers: 0, the loop inside the Tune trial) or `ray.train` (on every Ray Train worker): both
     offer get_checkpoint, report and Checkpoint."""
@@ -67,21 +68,57 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session) -> None:
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         ckpt = session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        session.report({**metrics, "node_id": node_id}, checkpoint=ckpt)
+        session.report({**metrics, **shown, "node_id": node_id}, checkpoint=ckpt)
 
-    trainer.run(report, log=lambda line: print(line, flush=True), scratch=_scratch(trial_id))
+    shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
+    trainer.run(report, log=trial_line(trial_id), scratch=_scratch(trial_id), stop=stop)
+
+
+def stop_at_exit(timeout_s: float = 120.0):
+    """An event set when this process exits, which then waits (up to `timeout_s`) for the calling
+    thread to end. Tune runs an in-process trial in a daemon thread and ends the process as soon as
+    its scheduler stops the trial; a thread still inside torch when the interpreter shuts down aborts
+    with a core dump on the console. The loop ends at its next batch instead."""
+    import atexit
+    import threading
+
+    stop, thread = threading.Event(), threading.current_thread()
+
+    def wait() -> None:
+        stop.set()
+        if thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    atexit.register(wait)
+    return stop
 
 
 def run_in_process(config: dict, spec: StudySpec) -> None:
     from ray import tune
 
-    train_point(spec, config, tune.get_context().get_trial_id(), tune)
+    train_point(spec, config, tune.get_context().get_trial_id(), tune, stop=stop_at_exit())
+
+
+def quiet_ray_train() -> None:
+    """No console line per checkpoint and per report from Ray's own loggers (Train's LoggingConfig
+    covers the `ray.train` loggers of its workers; the report line's logger is named after its file)."""
+    import logging
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:  # another Ray version: at worst the line is printed
+        pass
 
 
 def worker_main(loop_config: dict) -> None:
     """Runs on every Ray Train worker: the same loop, reporting through `ray.train.report`."""
     import ray.train
     import torch
+
+    quiet_ray_train()
 
     if torch.cuda.is_available():
         import ray.train.torch
@@ -116,6 +153,7 @@ def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_pat
                 num_to_keep=1, checkpoint_score_attribute=spec.tune.metric, checkpoint_score_order=spec.tune.mode
             ),
             callbacks=list(callbacks or []),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # Train's INFO lines (worker group, reports) stay in its log files
         ),
     )
 
@@ -166,9 +204,13 @@ def run_train(config: dict, spec: StudySpec) -> None:
 
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
-    while (item := queue.get()) is not None:
-        forward(item)
-    thread.join()
+    try:
+        while (item := queue.get()) is not None:
+            forward(item)
+        thread.join()
+    finally:
+        if not thread.is_alive():  # the run is over: nothing puts into the queue any more, so its actor can go now
+            queue.shutdown(force=True)
     if "error" in outcome:
         raise outcome["error"]
     if getattr(outcome.get("result"), "error", None) is not None:
@@ -177,6 +219,7 @@ def run_train(config: dict, spec: StudySpec) -> None:
 
 def trial_main(config: dict, spec: StudySpec) -> None:
     """The Tune function trainable: one sampled configuration, trained epoch by epoch."""
+    quiet_ray_train()
     if spec.tune.resources.workers == 0:
         run_in_process(config, spec)
     else:

@@ -19,6 +19,7 @@ from ..config import RunConfig, num
 from ..yaml_files import show_value
 from ..errors import UserError
 from ..registry import DATASETS, METHODS
+from .trackers import check_trackers
 
 METRICS = ("val_mAP", "test_mAP", "val_f1_micro", "val_f1_macro", "train_loss")
 WEIGHTED_METRICS = (
@@ -87,6 +88,7 @@ class TuneSection:
     name: Optional[str] = None  # default: the space file's name
     max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
     baselines: list = field(default_factory=list)  # methods run once on the base config beside the searched trials
+    callbacks: list = field(default_factory=list)  # experiment trackers: mlflow, wandb (tune/trackers.py)
 
 
 def check_name(name: str, key: str) -> str:
@@ -109,6 +111,7 @@ def check_tune(t: TuneSection, cfg: RunConfig) -> None:
         METHODS.get(arm, f"tune.baselines[{i}]")
         if arm in t.baselines[:i]:
             raise UserError(f"tune.baselines[{i}]: {arm} is listed twice (each arm runs once)")
+    check_trackers(t.callbacks)
     max_t = t.scheduler.max_t or cfg.schedule.epochs
     if t.scheduler.name == "asha" and t.scheduler.grace_period > max_t:
         raise UserError(f"tune.scheduler.grace_period: {t.scheduler.grace_period} is beyond max_t {max_t}: ASHA would never compare trials")

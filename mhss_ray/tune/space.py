@@ -211,6 +211,8 @@ class StudySpec:
         gpu_text = "no GPU" if share is None else (f"{share} trials share one GPU" if share > 1 else "whole GPUs")
         lines.append(f"resources per trial: {how}: {res['CPU']:g} CPU, {res['GPU']:g} GPU; {gpu_text}")
         lines.append(f"failures: each trial retried up to {t.max_failures} time{'s' if t.max_failures != 1 else ''}")
+        if t.callbacks:
+            lines.append(f"experiment trackers: {', '.join(t.callbacks)} (each reads where to write from its environment: docs/usage.md)")
         if _theta_dimension(self.dimensions) is not None and not any(d.key == "method.q" for d in self.dimensions):
             q = self.base_config.method.q
             lines.append(f"theta decides at the uncertainty levels of q {q}: {', '.join(f'{v:g}' for v in uncertainty_levels(q))}")

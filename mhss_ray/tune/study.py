@@ -17,6 +17,8 @@ from pathlib import PurePosixPath
 from ..errors import UserError
 from .cluster import check_removable, check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
 from .lock import StudyLock
+from .console import reporter, watch_lines
+from .trackers import tracker_callbacks
 from .driver import trial_main
 from .space import BASELINE_KEY, StudySpec
 
@@ -25,6 +27,15 @@ def _trainable(spec: StudySpec):
     from ray import tune
 
     return tune.with_resources(tune.with_parameters(trial_main, spec=spec), spec.driver_resources())
+
+
+def trial_name(trial) -> str:
+    """A trial is its id everywhere: the live table, its epoch lines, the analysis tables."""
+    return trial.trial_id
+
+
+def trial_folder(trial) -> str:
+    return f"trial_{trial.trial_id}"  # not Tune's default, which strings every searched value into the name
 
 
 def build_tuner(spec: StudySpec):
@@ -67,6 +78,8 @@ def build_tuner(spec: StudySpec):
             search_alg=search_alg,
             num_samples=t.num_samples + len(t.baselines),
             max_concurrent_trials=t.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_folder,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
@@ -74,7 +87,9 @@ def build_tuner(spec: StudySpec):
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
             # the best checkpoint by the study's metric (mhss-predict, mhss-audit) and the latest (resume): Tune always keeps the latest
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=t.metric, checkpoint_score_order=t.mode),
-            verbose=1,
+            progress_reporter=reporter(spec),
+            callbacks=tracker_callbacks(t.callbacks, spec.name, spec.class_names),
+            verbose=1,  # the live table only; each trial prints its own epoch lines
         ),
     )
 
@@ -93,10 +108,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None) -> str:
     """Start (or join) Ray. A local cluster runs without token auth unless the user chose a mode;
     its dashboard (which also serves the State API that Ray Train uses to clean up after a crashed
-    run) listens on 127.0.0.1 only."""
+    run) listens on 127.0.0.1 only. Returns the dashboard's address ('' when it has none)."""
     import ray
 
     if address is None:
@@ -107,9 +122,11 @@ def connect(address: str | None) -> None:
         # instances"), the placement groups of stopped trials leak and the study deadlocks. Every
         # process of the cluster inherits this variable, so they ask our own dashboard.
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=True)
+        context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=True)
     else:
-        ray.init(address=address)
+        context = ray.init(address=address)
+    url = context.dashboard_url or ""
+    return url if not url or "://" in url else f"http://{url}"
 
 
 def best_table(results, spec: StudySpec, top: int = 5) -> str:
@@ -214,7 +231,8 @@ def run_study(
             if holds_study(path):
                 remove_study(path)
             write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
-        connect(address)
+        dashboard = connect(address)
+        print(watch_lines(spec, dashboard, address), flush=True)
         tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()
         logging.getLogger("ray.tune.tune").addFilter(hint)

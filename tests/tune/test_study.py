@@ -53,6 +53,7 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     )  # HyperOpt: nothing searched
     if arms:
         assert "baseline asl: val_mAP" in proc.stdout
+    check_console(proc, sorted(frames), trials + arms, wandb=not workers)  # the shared demo study logs to W&B
     frames = {k: v for k, v in frames.items() if k not in arm_ids}
     epochs = {trial_id: df["epoch"].max() for trial_id, df in frames.items()}
     for df in frames.values():
@@ -69,6 +70,31 @@ def test_demo_space_runs_with_asha_and_hyperopt(tmp_path, workers, request):
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # same name: refused, nothing touched
     assert again.returncode == 2 and "already holds a study; pass --resume" in again.stderr and "Traceback" not in again.stderr
     assert len(ExperimentAnalysis(str(storage / "demo")).trials) == trials + arms
+
+
+def check_console(proc, trial_ids: list[str], n_trials: int, wandb: bool) -> None:
+    """What a user sees: where to watch it, Tune's table with the metric and the searched values under
+    short names, every epoch line once and starting with its trial's id, no error line on a healthy run
+    (with W&B, but for what Ray's W&B logging actors print, docs/usage.md)."""
+    import re
+
+    out = proc.stdout
+    assert "watch it live:" in out and "tensorboard --logdir" in out
+    headers = [line for line in out.splitlines() if line.startswith("| Trial name")]
+    assert headers, out[-3000:]
+    columns = [c.strip() for c in headers[-1].strip("|").split("|")]
+    assert {"val_mAP", "epoch", "alpha", "theta", "warmup", "lr", "eps (mean)"} <= set(columns), columns
+    assert max(len(line) for line in out.splitlines() if line.startswith("|")) < 200  # was ~430 with every per-class rate
+    epoch_lines = re.findall(r"\[([0-9a-f]{8})\] (epoch \d+/\d+ .*)", out)
+    assert {t for t, _ in epoch_lines} == set(trial_ids)  # every trial, named by its id
+    assert len(epoch_lines) == len(set(epoch_lines)), "an epoch line printed twice"
+    assert len(epoch_lines) == sum(1 for line in out.splitlines() if re.search(r"\bepoch \d+/\d+  loss", line))  # none without its id
+    assert not re.search(r"epoch \d+/\d+  loss", proc.stderr), "epoch lines on stderr as well"
+    errors = [line for line in proc.stderr.splitlines() if re.search(r"\bE \d+ \d+\]|Traceback|Error", line)]
+    if wandb:  # Ray's W&B integration: a line about its logging actor, and W&B's own teardown when that actor ends
+        errors = [line for line in errors if "'_WandbLoggingActor'" not in line and "(_WandbLoggingActor pid=" not in line]
+    assert not errors, errors[:5]
+    assert f"Number of trials: {n_trials}/{n_trials}" in out
 
 
 def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, killed_study):
