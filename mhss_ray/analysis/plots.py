@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from ..registry import METHODS
+from .importance import MIN_TRIALS, features, param_importance
 from .load import BASELINE_COLUMN, StudyTables, is_arm
 
 OUTCOME_MARKERS = {"completed": "o", "stopped early": "X", "errored": "s", "unfinished": "D"}
@@ -253,12 +254,112 @@ def noise_rates(tables: StudyTables, name: str):
     return fig
 
 
+def parallel_coordinates(tables: StudyTables, name: str):
+    """Every searched trial as a line across its searched values (each axis from its smallest to its
+    largest value) to its best metric, coloured by that metric; dashed where ASHA stopped the trial."""
+    frame = features(tables, name)
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * frame.shape[1] + 2), 4.8))
+    if frame.shape[1] < 2 or frame.empty:
+        ax.text(0.5, 0.5, "no searched trial reported a result", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    lows, highs = frame.min(), frame.max()
+    spans = (highs - lows).replace(0, 1.0)
+    scaled = (frame - lows) / spans
+    metric = frame.columns[-1]
+    norm = plt.Normalize(frame[metric].min(), frame[metric].max())
+    outcomes = tables.trials.set_index("trial_id")["outcome"]
+    x = np.arange(frame.shape[1])
+    for trial_id, row in scaled.sort_values(metric).iterrows():  # the best drawn last, on top
+        stopped = outcomes.get(trial_id) == "stopped early"
+        ax.plot(x, row.to_numpy(), color=plt.cm.viridis(norm(frame.loc[trial_id, metric])), lw=1.6, ls="--" if stopped else "-", alpha=0.9)
+    for k, col in enumerate(frame.columns):
+        ax.axvline(k, color="0.6", lw=0.8, zorder=0)
+        ax.text(k, -0.06, f"{lows[col]:.3g}", ha="center", va="top", fontsize=7)
+        ax.text(k, 1.06, f"{highs[col]:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, [c.removeprefix("method.").removeprefix("optim.") for c in frame.columns], rotation=30, ha="right")
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.15)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=metric.replace("best_", "best "))
+    ax.plot([], [], "k--", label="stopped early (ASHA)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.25))
+    ax.set_title(f"{name}: searched values of {len(frame)} trials, coloured by {metric.replace('best_', 'best ')}")
+    fig.tight_layout()
+    return fig
+
+
+def importance(tables: StudyTables, name: str):
+    """How much each searched value mattered for the metric (analysis/importance.py: permutation
+    importance of a random forest on held-out trials), with its spread over folds and repeats."""
+    frame = features(tables, name)
+    table = param_importance(frame)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(table), 3) + 1.5))
+    if table.empty:
+        ax.text(0.5, 0.5, f"importance needs {MIN_TRIALS} or more searched trials with a result\n({len(frame)} here)",
+                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.set_axis_off()
+        return fig
+    y = np.arange(len(table))[::-1]
+    ax.barh(y, table["importance"], xerr=table["std"], color="tab:blue", ecolor="0.3", capsize=3)
+    ax.set_yticks(y, [p.removeprefix("method.").removeprefix("optim.") for p in table["param"]])
+    ax.axvline(0, color="black", lw=0.8)
+    metric = frame.columns[-1].replace("best_", "")
+    ax.set_xlabel(f"rise of the held-out error in best {metric} when the value is shuffled")
+    ax.set_title(f"{name}: parameter importance ({len(frame)} trials, random forest + permutation)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def val_vs_test(tables: StudyTables, name: str):
+    """Every trial's validation metric against its test counterpart at its best epoch: does choosing by
+    validation choose well on test? Baseline arms as stars; Spearman's rank correlation in the title."""
+    trials, epochs, info = _study(tables, name)
+    metric = info["metric"]
+    test = "test_" + metric.removeprefix("val_") if metric.startswith("val_") else "test_mAP"
+    fig, ax = plt.subplots(figsize=(6, 5))
+    rows, arms = [], is_arm(trials)
+    for index, trial in trials.iterrows():
+        if pd.isna(trial.get("best_epoch")):
+            continue
+        at = epochs[(epochs["trial_id"] == trial["trial_id"]) & (epochs["epoch"] == trial["best_epoch"])]
+        if at.empty or metric not in at or test not in at:
+            continue
+        rows.append({"val": float(at[metric].iloc[0]), "test": float(at[test].iloc[0]), "arm": bool(arms[index]),
+                     "outcome": trial["outcome"], "label": trial[BASELINE_COLUMN] if arms[index] else trial["trial_id"]})  # fmt: skip
+    points = pd.DataFrame(rows)
+    if points.empty:
+        ax.text(0.5, 0.5, f"no trial reported {metric} and {test}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    searched = points[~points["arm"]]
+    for outcome, marker in OUTCOME_MARKERS.items():
+        df = searched[searched["outcome"] == outcome]
+        if not df.empty:
+            ax.scatter(df["val"], df["test"], marker=marker, s=60, edgecolors="black", linewidths=0.5, label=outcome)
+    for (_, arm), colour in zip(points[points["arm"]].iterrows(), ARM_STYLES * 4):
+        ax.scatter(arm["val"], arm["test"], marker="*", s=220, color=colour, edgecolors="black", label=f"baseline {arm['label']}", zorder=4)
+    lo, hi = points[["val", "test"]].min().min(), points[["val", "test"]].max().max()
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls=":", label="test = validation")
+    rho = searched["val"].rank().corr(searched["test"].rank()) if len(searched) > 2 else float("nan")
+    ax.set_xlabel(f"{metric} at the best epoch")
+    ax.set_ylabel(f"{test} at the same epoch")
+    ax.set_title(f"{name}: validation vs test (Spearman ρ {rho:.2f} over {len(searched)} trials)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 PLOTS = {
     "metric_vs_alpha": metric_vs_alpha,
     "learning_curves": learning_curves,
     "per_class_ap": per_class_ap,
     "selection": selection_over_epochs,
     "noise_rates": noise_rates,
+    "parallel_coordinates": parallel_coordinates,
+    "importance": importance,
+    "val_vs_test": val_vs_test,
 }
 
 
@@ -274,4 +375,7 @@ def save_all(tables: StudyTables, out: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["PLOTS", "learning_curves", "metric_vs_alpha", "noise_rates", "per_class_ap", "save_all", "selection_over_epochs"]
+__all__ = [
+    "PLOTS", "importance", "learning_curves", "metric_vs_alpha", "noise_rates", "parallel_coordinates", "per_class_ap", "save_all",
+    "selection_over_epochs", "val_vs_test",
+]  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from mhss_ray.analysis.plots import PLOTS
 from tests.conftest import REPO
 from tests.studies import reported_epochs
 
@@ -98,7 +99,17 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
 
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == sorted(
-        f"demo_{n}.png" for n in ("metric_vs_alpha", "learning_curves", "per_class_ap", "selection", "noise_rates")
+        f"demo_{n}.png"
+        for n in (
+            "metric_vs_alpha",
+            "learning_curves",
+            "per_class_ap",
+            "selection",
+            "noise_rates",
+            "parallel_coordinates",
+            "importance",
+            "val_vs_test",
+        )  # fmt: skip
     )
     for png in pngs:
         pixels = np.asarray(Image.open(png).convert("L"))
@@ -130,6 +141,42 @@ def test_folder_without_a_study_is_one_line(tmp_path, studies):
     assert not (tmp_path / "out").exists()
 
 
+def test_optuna_export_reads_back_every_trial_param_and_epoch(studies, tmp_path):
+    import optuna
+
+    storage, _, env = studies
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = tmp_path / "analysis"
+    proc = analyze([storage / "demo", "--out", out, "--optuna-storage", url], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"optuna-dashboard {url}" in proc.stdout
+    trials = pq.read_table(out / "trials.parquet").to_pandas()
+    epochs = pq.read_table(out / "epochs.parquet").to_pandas()
+    arms = trials[trials["baseline"].fillna("") != ""]
+    searched = trials.drop(arms.index).set_index("trial_id")
+
+    study = optuna.load_study(study_name="demo", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE and study.metric_names == ["val_mAP"]
+    for _, arm in arms.iterrows():  # arms: study attributes, not trials
+        assert study.user_attrs[f"baseline {arm['baseline']} best val_mAP"] == pytest.approx(arm["best_val_mAP"])
+    assert sorted(t.user_attrs["trial_id"] for t in study.trials) == sorted(searched.index)
+    states = {"completed": "COMPLETE", "stopped early": "PRUNED", "errored": "FAIL", "unfinished": "FAIL"}
+    for t in study.trials:
+        row = searched.loc[t.user_attrs["trial_id"]]
+        assert t.state.name == states[row["outcome"]]
+        assert t.value == (pytest.approx(row["best_val_mAP"]) if t.state.name == "COMPLETE" else None)
+        assert set(t.params) == {"method.alpha", "method.theta", "method.warmup", "optim.lr", *[f"eps_{i}" for i in range(10)]}
+        for key, value in t.params.items():
+            assert value == pytest.approx(row[key]), key
+        mine = epochs[epochs["trial_id"] == t.user_attrs["trial_id"]]
+        assert t.intermediate_values == pytest.approx(dict(zip(mine["epoch"], mine["val_mAP"])))
+    assert {t.state.name for t in study.trials} == {"COMPLETE", "PRUNED"}  # ASHA stopped some
+
+    again = analyze([storage / "demo", "--out", tmp_path / "again", "--optuna-storage", url], env)  # never replaces a study
+    assert again.returncode == 2 and "already holds a study named 'demo'" in again.stderr and "Traceback" not in again.stderr
+    assert not (tmp_path / "again").exists() and len(optuna.load_study(study_name="demo", storage=url).trials) == len(searched)
+
+
 def test_notebook_runs_against_the_study(studies, tmp_path):
     import nbformat
     from nbclient import NotebookClient
@@ -146,7 +193,7 @@ def test_notebook_runs_against_the_study(studies, tmp_path):
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the five plots, once each
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(PLOTS) == 8  # every plot, once each
     assert any("demo" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
 
 
