@@ -7,6 +7,7 @@ tests/test_cli.py), listed in the same catalogue.
 """
 
 import os
+import socket
 
 import pytest
 import torch
@@ -253,7 +254,8 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
     assert (
         exit_info.value.code == 2
         and err.strip().splitlines() == [err.strip()]
-        and "runtime.device: cuda requested but no GPU is visible" in err
+        and f"runtime.device: cuda requested but no GPU is visible on node {socket.gethostname()} (torch.cuda: " in err
+        and "device_count 0" in err
     )
     assert not (tmp_path / "runs").exists()
 

@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -45,6 +46,22 @@ PROGRESS_S = 30.0  # progress lines of long predictions, at most this often
 MethodFactory = Callable[[RunConfig, torch.Tensor, torch.Tensor], Method]  # (cfg, observed, clean)
 
 
+def cuda_report() -> str:
+    """What torch.cuda says on this node when it has no usable GPU: its own error, the device count and
+    CUDA_VISIBLE_DEVICES (a GPU study's trial names them in its one error line)."""
+    try:
+        torch.cuda.init()
+        reason = "torch.cuda initialised, but is_available() is False"
+    except Exception as exc:  # torch's errors for a missing driver, a CPU build, a driver too old
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0][:120] if text else type(exc).__name__  # its first sentence
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (
+        f"torch.cuda: {reason}; device_count {torch.cuda.device_count()}; torch built with CUDA {torch.version.cuda or 'none'}; "
+        f"CUDA_VISIBLE_DEVICES {'unset' if visible is None else repr(visible)}"
+    )
+
+
 @dataclass
 class Runtime:
     device: torch.device
@@ -55,7 +72,7 @@ class Runtime:
     def resolve(cls, cfg: RuntimeConfig) -> "Runtime":
         has_cuda = torch.cuda.is_available()
         if cfg.device == "cuda" and not has_cuda:
-            raise UserError("runtime.device: cuda requested but no GPU is visible")
+            raise UserError(f"runtime.device: cuda requested but no GPU is visible on node {socket.gethostname()} ({cuda_report()})")
         device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and has_cuda) else "cpu")
         on_gpu = device.type == "cuda"
         if cfg.threads:

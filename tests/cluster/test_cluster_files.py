@@ -95,6 +95,11 @@ def test_kuberay_rayjob_is_well_formed_and_runs_mhss_tune():
     assert "FROM rayproject/ray:2.60.0-" in (REPO / "cluster" / "Dockerfile").read_text()
     gpu = workers[0]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
     assert int(gpu) >= 1
+    for w in workers:  # DataLoader workers need more shared memory than a pod's 64 MB default
+        pod = w["template"]["spec"]
+        shm = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert shm and mounts.get(shm[0]["name"]) == "/dev/shm", w["groupName"]
 
     argv = shlex.split(spec["entrypoint"])
     assert argv[0] == "mhss-tune"
@@ -132,3 +137,12 @@ def test_mhss_tune_refuses_it_before_connecting(cli_env, tmp_path):
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--shared-storage" in proc.stderr, proc.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_gcp_gpu_nodes_install_the_driver_and_docker_leaves_the_venv_out():
+    nodes = yaml.safe_load((REPO / "cluster" / "gcp.yaml").read_text())["available_node_types"]
+    for name, node in nodes.items():
+        items = {i["key"]: i["value"] for i in node["node_config"].get("metadata", {}).get("items", [])}
+        assert (items.get("install-nvidia-driver") == "True") == bool(node["resources"].get("GPU")), name
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "runs", ".git"} <= set(ignored)
