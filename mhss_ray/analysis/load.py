@@ -87,14 +87,21 @@ def _checkpoint(trial) -> str | None:
 
 
 def _checkpoint_path(ckpt) -> str | None:
-    """A checkpoint's folder; for Ray Train trials, the Train checkpoint its pointer names."""
+    """A checkpoint's folder (a URI in object storage: pyarrow's path there has no scheme); for Ray
+    Train trials, the Train checkpoint its pointer names."""
     if ckpt is None:
         return None
     try:
         with ckpt.filesystem.open_input_stream(f"{ckpt.path}/train_checkpoint.json") as f:
-            return json.loads(f.readall().decode()).get("train_checkpoint") or ckpt.path
+            return _uri(ckpt.filesystem, json.loads(f.readall().decode()).get("train_checkpoint") or ckpt.path)
     except (FileNotFoundError, OSError, ValueError):
-        return ckpt.path
+        return _uri(ckpt.filesystem, ckpt.path)
+
+
+def _uri(filesystem, path: str) -> str:
+    """`bucket/studies/x` on an S3 or GCS filesystem -> `s3://bucket/studies/x`; local paths as they are."""
+    scheme = {"s3": "s3", "gcs": "gs"}.get(getattr(filesystem, "type_name", "local"))
+    return f"{scheme}://{path}" if scheme and "://" not in path else path
 
 
 def read_results(trial) -> tuple[pd.DataFrame, str]:

@@ -20,6 +20,7 @@ from .lock import StudyLock
 from .console import reporter, watch_lines
 from .trackers import tracker_callbacks
 from .driver import trial_main
+from .nodes import check_nodes_hold_inputs
 from .space import BASELINE_KEY, StudySpec
 
 
@@ -225,13 +226,17 @@ def run_study(
                 f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another"
             )
         check_removable(path)
+    dashboard = connect(address)
+    if address is not None:  # a cluster: the inputs must be on every node, not only here (before anything is written)
+        checked = check_nodes_hold_inputs(spec)
+        if checked:
+            print(checked, flush=True)
     note = lock.acquire()
     try:
         if not resume:
             if holds_study(path):
                 remove_study(path)
             write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
-        dashboard = connect(address)
         print(watch_lines(spec, dashboard, address), flush=True)
         tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()

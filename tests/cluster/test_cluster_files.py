@@ -146,3 +146,18 @@ def test_gcp_gpu_nodes_install_the_driver_and_docker_leaves_the_venv_out():
         assert (items.get("install-nvidia-driver") == "True") == bool(node["resources"].get("GPU")), name
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "runs", ".git"} <= set(ignored)
+
+
+@pytest.mark.parametrize(
+    "name, staging",
+    [("aws", "aws s3 sync --only-show-errors s3://<data-bucket>/treesat /data/treesat"),
+     ("gcp", "gcloud storage rsync --recursive gs://<data-bucket>/treesat /data/treesat"),
+     ("onprem", "test -d <datasets-mount>/treesat")],
+)  # fmt: skip
+def test_every_node_stages_the_data_where_the_readme_points_data_root(name, staging):
+    cfg = yaml.safe_load((REPO / "cluster" / f"{name}.yaml").read_text())
+    at = [i for i, command in enumerate(cfg["setup_commands"]) if command.startswith(staging)]
+    assert at and at[0] > 1, cfg["setup_commands"]  # in the setup commands (the head and every worker run them), after the install
+    readme = (REPO / "cluster" / "README.md").read_text()
+    root = staging.split()[-1] if name != "onprem" else "<datasets-mount>/treesat"
+    assert f"data.root={root}" in readme, root

@@ -58,6 +58,7 @@ class TwoNodes:
     env: dict
     worker_ip: str  # the worker node's own address, as a second machine would have
     worker_marker: str  # in the environment of every process of the worker node (how the test finds them)
+    head_only: Path  # a folder the head sees and the worker node does not (an empty tmpfs over it there)
 
     def worker_processes(self) -> list[psutil.Process]:
         found = []
@@ -94,7 +95,12 @@ def two_node_cluster():
     head += [f"--temp-dir={temp_dir}", "--num-cpus=1", f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
     worker = [RAY if a == "ray" else a.replace("$RAY_HEAD_IP:6379", f"127.0.0.1:{port}") for a in worker_cmd]
     worker += ["--num-cpus=1", "--node-ip-address=127.0.0.2"]  # a loopback address of its own: like another machine
-    nodes = TwoNodes(f"127.0.0.1:{port}", env, "127.0.0.2", temp_dir)
+    head_only = Path(tempfile.mkdtemp(prefix="mhss-onprem-data-"))
+    nodes = TwoNodes(f"127.0.0.1:{port}", env, "127.0.0.2", temp_dir, head_only)
+    # the worker node in a mount namespace of its own, where head_only is an empty tmpfs: a folder that
+    # one machine of a real cluster has and another lacks
+    hide = f"mount -t tmpfs tmpfs {shlex.quote(str(head_only))} && exec {shlex.join(worker)}"
+    worker = ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide]
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, text=True, timeout=180)
         subprocess.run(worker, env=dict(env, MHSS_TEST_NODE=temp_dir), check=True, capture_output=True, text=True, timeout=180)
@@ -110,6 +116,7 @@ def two_node_cluster():
                 p.kill()
         psutil.wait_procs(alive, timeout=5)
         shutil.rmtree(temp_dir, ignore_errors=True)  # the nodes' logs and sockets
+        shutil.rmtree(head_only, ignore_errors=True)
 
 
 def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
@@ -140,6 +147,17 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     ]
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--shared-storage" in refused.stderr, refused.stderr  # a local folder needs the declaration
+
+    # a dataset the head has and the worker node lacks: refused before anything is written, naming the node
+    from mhss_ray.data import fixtures
+
+    fixtures.write_ucmerced(nodes.head_only / "ucmerced")
+    elsewhere = [*cmd, "--shared-storage", "--set", "data.name=ucmerced", "--set", f"data.root={nodes.head_only / 'ucmerced'}"]
+    missing = subprocess.run(elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stdout[-2000:] + missing.stderr[-2000:]
+    line = missing.stderr.strip().splitlines()[-1]
+    assert f"data.root: {nodes.head_only / 'ucmerced'}: not on node" in line and f"({nodes.worker_ip})" in line, line
+    assert not storage.exists() or not any(storage.rglob("*")), "a refused study must not write anything"
 
     log = tmp_path / "mhss-tune.log"
     with log.open("w") as out:  # one disk here: shared indeed

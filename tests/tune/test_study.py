@@ -1,5 +1,6 @@
 """A real study on a real local Ray cluster (CPU): ASHA on epoch, HyperOpt, every trial reports."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,6 @@ def check_console(proc, trial_ids: list[str], n_trials: int, wandb: bool) -> Non
     """What a user sees: where to watch it, Tune's table with the metric and the searched values under
     short names, every epoch line once and starting with its trial's id, no error line on a healthy run
     (with W&B, but for what Ray's W&B logging actors print, docs/usage.md)."""
-    import re
-
     out = proc.stdout
     assert "watch it live:" in out and "tensorboard --logdir" in out
     headers = [line for line in out.splitlines() if line.startswith("| Trial name")]
@@ -107,7 +106,7 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
     assert first and max(len(e) for e in first.values()) < 6, f"kill 1 should land mid-trial: {first}"
 
     log = tmp_path / "resume-2.log"
-    restarted = lambda: log.exists() and "started with configuration" in log.read_text()  # noqa: E731
+    restarted = lambda: log.exists() and re.search(r"\] restoring its checkpoint", log.read_text())  # noqa: E731
     assert kill_when(cmd + ["--resume"], env, restarted, log), "kill 2: the study ended before a trial restarted"
     second = reported_epochs(storage)
     assert {t: e[: len(first[t])] for t, e in second.items() if t in first} == first  # nothing lost or rewritten
