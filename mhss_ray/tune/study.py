@@ -195,6 +195,39 @@ def check_resumable(path: str) -> None:
         )
 
 
+def repair_checkpoints(path: str) -> list[str]:
+    """Before a resume: a trial whose latest checkpoint (the one Tune restores) is gone or incomplete gets
+    a copy of the newest complete checkpoint beside it, under the name Tune looks for. Tune deletes
+    checkpoints beyond `num_to_keep` when it registers a new one and saves its state just after; a
+    driver killed in between leaves a state naming a deleted checkpoint, and Tune refuses to restore the
+    trial ("does not exist on storage anymore", seen in the bucket kill test). Returns what was repaired."""
+    import pyarrow.fs
+    from ray.tune import ExperimentAnalysis
+
+    from ..train.checkpoint import CHECKPOINT_FILE
+    from .forward import POINTER_FILE
+
+    def complete(fs, folder: str) -> bool:  # a trial's own checkpoint, or a Ray Train trial's pointer
+        return any(fs.get_file_info(f"{folder}/{f}").type == pyarrow.fs.FileType.File for f in (CHECKPOINT_FILE, POINTER_FILE))
+
+    repaired = []
+    for trial in ExperimentAnalysis(path).trials:
+        ckpt = trial.checkpoint
+        if ckpt is None or complete(ckpt.filesystem, ckpt.path.rstrip("/")):
+            continue
+        fs, named = ckpt.filesystem, ckpt.path.rstrip("/")
+        parent, name = named.rsplit("/", 1)
+        beside = [e.path for e in fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))]
+        newest = max((p for p in beside if p.rsplit("/", 1)[-1].startswith("checkpoint_") and complete(fs, p)), default=None)
+        if newest is None:
+            continue  # nothing to restore from: Tune's own error names the checkpoint
+        fs.create_dir(named)
+        pyarrow.fs.copy_files(newest, named, source_filesystem=fs, destination_filesystem=fs)
+        repaired.append(f"trial {trial.trial_id}: its checkpoint {name} was deleted before the study's state was saved; "
+                        f"it resumes from a copy of {newest.rsplit('/', 1)[-1]}")  # fmt: skip
+    return repaired
+
+
 @dataclass
 class StudyRun:
     results: object  # Tune's ResultGrid
@@ -237,6 +270,9 @@ def run_study(
             if holds_study(path):
                 remove_study(path)
             write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
+        else:
+            for line in repair_checkpoints(path):
+                print(line, flush=True)
         print(watch_lines(spec, dashboard, address), flush=True)
         tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()

@@ -1,6 +1,9 @@
 """Restoring a trial whose checkpoint Tune deleted before its last state was saved (a driver killed in
 between): the newest complete checkpoint beside it, or a fresh start (mhss_ray.tune.driver)."""
 
+from pathlib import Path
+
+import pytest
 from ray.tune import Checkpoint
 
 from mhss_ray.train.checkpoint import CHECKPOINT_FILE
@@ -33,3 +36,29 @@ def test_no_complete_checkpoint_left_starts_over(tmp_path):
     lines = []
     assert complete_checkpoint(Checkpoint.from_directory(str(tmp_path / "checkpoint_000000")), lines.append) is None
     assert "starting over at epoch 1" in lines[0]
+
+
+@pytest.mark.slow
+def test_resume_repairs_a_latest_checkpoint_that_is_gone(killed_study, tmp_path):
+    """A copy of the killed study (the state right after its kill) whose trials' latest checkpoints
+    are deleted, as Tune's num_to_keep would between registering a newer one and saving its state."""
+    import shutil
+
+    from ray.tune import ExperimentAnalysis
+
+    from mhss_ray.tune.study import repair_checkpoints
+
+    study = tmp_path / "resume"
+    shutil.copytree(killed_study[3] / "resume", study)
+    named = {t.trial_id: t.checkpoint.path for t in ExperimentAnalysis(str(study)).trials if t.checkpoint}
+    assert named
+    for path in named.values():
+        shutil.rmtree(path)
+        newer = Path(path).with_name("checkpoint_999999")  # a newer complete one, registered after the saved state
+        newer.mkdir()
+        (newer / CHECKPOINT_FILE).write_bytes(b"newer")
+    lines = repair_checkpoints(str(study))
+    assert len(lines) == len(named) and all("resumes from a copy of checkpoint_999999" in line for line in lines)
+    for path in named.values():
+        assert (Path(path) / CHECKPOINT_FILE).read_bytes() == b"newer"
+    assert repair_checkpoints(str(study)) == []  # nothing left to repair
