@@ -81,14 +81,6 @@ def use_results(folder: Path) -> None:
     MHSS_STORE = folder / MHSS_STORE.name
 
 
-def _load(path: Path) -> dict:
-    return load_runs(path)
-
-
-def _save(key: str, value: dict) -> None:
-    save_run(STORE, key, value)
-
-
 def _fmt(values) -> str:
     vals = [v for v in values if v is not None and not np.isnan(v)]
     if not vals:
@@ -97,7 +89,7 @@ def _fmt(values) -> str:
 
 
 def table() -> tuple[str, dict]:
-    mhss, anchor = _load(MHSS_STORE)["runs"], _load(STORE)["runs"]
+    mhss, anchor = load_runs(MHSS_STORE)["runs"], load_runs(STORE)["runs"]
     summary: dict = {}
     lines = [
         "# Suspected label errors (`mhss-audit`) against the injected noise",
@@ -146,11 +138,11 @@ def main() -> None:
         for noise in args.noises:
             for seed in args.seeds:
                 key = f"asl|{noise}|{seed}"
-                if key in _load(STORE)["runs"]:
+                if key in load_runs(STORE)["runs"]:
                     continue
                 print(key, flush=True)
                 cfg = run_config(base, "asl", noise, seed, args.n_train, args.epochs, threads=args.threads, variants=ANCHOR)
-                _save(key, run_one(cfg, after=loss_ranking_scores))
+                save_run(STORE, key, run_one(cfg, after=loss_ranking_scores))
     text, summary = table()
     (RESULTS / "label_audit.md").write_text(text)
     (RESULTS / "label_audit.json").write_text(json.dumps(summary, indent=1) + "\n")

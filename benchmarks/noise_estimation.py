@@ -55,14 +55,6 @@ def use_results(folder: Path) -> None:
     STORE = folder / STORE.name
 
 
-def _load(path: Path) -> dict:
-    return load_runs(path)
-
-
-def _save(key: str, value: dict) -> None:
-    save_run(STORE, key, value)
-
-
 def realised_polarity(observed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """2 x C: the realised wrong share of the observed negatives and positives (no forget-rate check: under
     naive 0.4 every observed negative of the most frequent digit can be an omission)."""
@@ -126,8 +118,8 @@ def _mean2(values) -> str:
 
 
 def table() -> tuple[str, dict]:
-    runs = _load(STORE)["runs"]
-    oracle = _load(ORACLE_STORE)["runs"]
+    runs = load_runs(STORE)["runs"]
+    oracle = load_runs(ORACLE_STORE)["runs"]
     summary: dict = {"estimators": {}, "mhss": {}}
     lines = [
         "# Noise rates estimated from the networks",
@@ -224,16 +216,16 @@ def main() -> None:
         for noise in args.noises:
             for seed in args.seeds:
                 key = f"{args.part}|{noise}|{seed}"
-                if key in _load(STORE)["runs"]:
+                if key in load_runs(STORE)["runs"]:
                     continue
                 print(f"{key}", flush=True)
                 if args.part in ("estimators", "in-sample"):
-                    _save(key, estimators(args.part, noise, seed, base, args.n_train, args.epochs, args.threads))
+                    save_run(STORE, key, estimators(args.part, noise, seed, base, args.n_train, args.epochs, args.threads))
                 else:
                     cfg = run_config(
                         base, "mhss-estimated", noise, seed, args.n_train, args.epochs, threads=args.threads, variants=VARIANTS
                     )
-                    _save(key, run_one(cfg, after=rate_scores))
+                    save_run(STORE, key, run_one(cfg, after=rate_scores))
     text, summary = table()
     (RESULTS / "noise_estimation.md").write_text(text)
     (RESULTS / "noise_estimation.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -15,6 +15,20 @@ from .errors import UserError
 STUDY_INFO = "mhss_study.json"
 PLAIN_NAME = re.compile(r"^[^/\\\0]+$")
 
+# How a study names its searched values wherever they are shown (tables, the live table, trackers):
+# a per-class noise rate `method.noise_rates[3]` is `eps_<class 3>`; beyond NAMED_CLASSES classes the
+# rates are summarised by their mean.
+PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
+NAMED_CLASSES = 4
+
+
+def column_name(key: str, class_names: list[str]) -> str:
+    """A readable name for a searched key: per-class noise rates become eps_<class>."""
+    m = PER_CLASS.match(key)
+    if m and int(m.group(1)) < len(class_names):
+        return f"eps_{class_names[int(m.group(1))]}"
+    return key
+
 
 def filesystem(path: str, resolve: bool = False):
     """(pyarrow filesystem, path inside it) of a local folder or a storage URI; `resolve` makes a local

@@ -202,6 +202,20 @@ CASES = [
         "holds 'notes.txt', which mhss-tune did not write",
     ),
     (
+        "tune-overwrite-study-with-a-user-trial-file",
+        tune_main,
+        lambda t: [
+            "--space",
+            space(t),
+            "--storage",
+            str(t / "st"),
+            "--name",
+            fake_study(t / "st" / "x", {"name": "x"}, extra=("trial_notes.txt",)).name,
+            "--overwrite",
+        ],
+        "holds 'trial_notes.txt', which mhss-tune did not write",
+    ),
+    (
         "tune-overwrite-study-with-a-link",
         tune_main,
         lambda t: ["--space", space(t), "--storage", str(t / "st"), "--name", linked_study(t).name, "--overwrite"],

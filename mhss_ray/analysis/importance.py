@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..study_record import NAMED_CLASSES  # per-class searched rates: one feature each up to this many classes, else their mean
 from .load import StudyTables, column_name, is_arm
 
-NAMED_CLASSES = 4  # per-class searched rates: one feature each up to this many classes, else their mean
 MIN_TRIALS = 8  # fewer searched trials with a metric: no importance is computed (a forest on a handful says nothing)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..study_record import column_name
 from ..study_record import read_record as read_info
 
 # Tune's bookkeeping columns that say nothing about the model
@@ -33,7 +33,6 @@ TUNE_COLUMNS = {
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date", "pid",
     "time_since_restore", "iterations_since_restore", "experiment_tag", "time_this_iter_s",
 }  # fmt: skip
-PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
 OUTCOMES = ("completed", "stopped early", "errored", "unfinished")
 
 
@@ -48,14 +47,6 @@ class StudyTables:
 
 
 BASELINE_COLUMN = "baseline"  # the key of a baseline arm's point, as mhss-tune writes it: the method the arm ran
-
-
-def column_name(key: str, class_names: list[str]) -> str:
-    """A readable column for a searched key: per-class noise rates become eps_<class>."""
-    m = PER_CLASS.match(key)
-    if m and int(m.group(1)) < len(class_names):
-        return f"eps_{class_names[int(m.group(1))]}"
-    return key
 
 
 def first_line_of_error(text: str | None) -> str:

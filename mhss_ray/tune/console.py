@@ -16,9 +16,9 @@ import os
 import re
 import sys
 
+from ..study_record import NAMED_CLASSES, column_name
 from .space import BASELINE_KEY, StudySpec
 
-NAMED_CLASSES = 4  # per-class searched rates get a column each up to this many classes, else their mean
 REPORT_EVERY_S = 30  # the live table, at most this often (and once at the end)
 PER_CLASS = re.compile(r"^(?P<key>.+)\[(?P<index>\d+)\]$")
 
@@ -88,8 +88,7 @@ def short_names(spec: StudySpec) -> dict[str, str]:
     if not summarised(spec):
         for keys in per_class_groups(spec).values():
             for key in keys:
-                index = int(PER_CLASS.match(key).group("index"))
-                names[key] = f"eps_{spec.class_names[index]}" if index < len(spec.class_names) else key
+                names[key] = column_name(key, spec.class_names)
     return names
 
 

@@ -65,8 +65,6 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         log(f"restoring its checkpoint (node {socket.gethostname()})")
-        checkpoint = complete_checkpoint(checkpoint, log)
-    if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state = load_checkpoint(folder)
         trainer.load_state_dict(state)
@@ -79,33 +77,6 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
 
     shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
     trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop)
-
-
-def complete_checkpoint(checkpoint, log):
-    """The checkpoint to restore: the one Tune names, or, where it is gone, the newest complete one
-    beside it (None: start over). Tune deletes checkpoints beyond `num_to_keep` when it registers a new
-    one and saves its state just after; a driver killed in between leaves a state that names a deleted
-    checkpoint (seen in the kill tests: `checkpoint_000001/checkpoint.pt: no checkpoint to resume from`)."""
-    import pyarrow.fs
-
-    from ..train.checkpoint import CHECKPOINT_FILE
-
-    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
-
-    def complete(folder: str) -> bool:
-        return fs.get_file_info(f"{folder}/{CHECKPOINT_FILE}").type == pyarrow.fs.FileType.File
-
-    if complete(path):
-        return checkpoint
-    parent, name = path.rsplit("/", 1)
-    siblings = fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
-    # Tune's checkpoint_000012 and Train's checkpoint_<timestamp> both sort in the order they were written
-    newest = max((e.path for e in siblings if e.base_name.startswith("checkpoint_") and complete(e.path)), default=None)
-    if newest is None:
-        log(f"its checkpoint {name} is gone and none is complete beside it: starting over at epoch 1")
-        return None
-    log(f"its checkpoint {name} is gone (deleted before the driver's last state was saved): restoring {newest.rsplit('/', 1)[1]}")
-    return type(checkpoint)(newest, filesystem=fs)
 
 
 def stop_at_exit(timeout_s: float = 120.0):

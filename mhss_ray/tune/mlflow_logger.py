@@ -13,22 +13,16 @@ pickles the callback with the study).
 from __future__ import annotations
 
 import logging
-import re
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
+from ..study_record import column_name
+
 logger = logging.getLogger(__name__)
 
 
 def mlflow_params(config: dict, class_names: list[str]) -> dict:
-    out = {}
-    for key, value in config.items():
-        if value is None:
-            continue
-        m = PER_CLASS.match(key)
-        out[f"eps_{class_names[int(m.group(1))]}" if m and int(m.group(1)) < len(class_names) else key] = value
-    return out
+    return {column_name(key, class_names): value for key, value in config.items() if value is not None}
 
 
 class StudyMLflowLogger(MLflowLoggerCallback):

@@ -31,8 +31,8 @@ def trial_nodes(spec: StudySpec) -> list[dict]:
         n
         for n in ray.nodes()
         if n.get("Alive")
-        and n["Resources"].get("CPU", 0) >= min(r.cpus_per_worker, 1)
-        and (not need_gpu or n["Resources"].get("GPU", 0) >= min(r.gpu_per_worker, 1))
+        and n["Resources"].get("CPU", 0) >= r.cpus_per_worker
+        and (not need_gpu or n["Resources"].get("GPU", 0) >= r.gpu_per_worker)
     ]
 
 

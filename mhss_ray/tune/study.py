@@ -210,12 +210,15 @@ def repair_checkpoints(path: str) -> list[str]:
     def complete(fs, folder: str) -> bool:  # a trial's own checkpoint, or a Ray Train trial's pointer
         return any(fs.get_file_info(f"{folder}/{f}").type == pyarrow.fs.FileType.File for f in (CHECKPOINT_FILE, POINTER_FILE))
 
+    _, study = pyarrow.fs.FileSystem.from_uri(path)
     repaired = []
     for trial in ExperimentAnalysis(path).trials:
         ckpt = trial.checkpoint
         if ckpt is None or complete(ckpt.filesystem, ckpt.path.rstrip("/")):
             continue
         fs, named = ckpt.filesystem, ckpt.path.rstrip("/")
+        if not named.startswith(study.rstrip("/") + "/"):
+            continue  # only checkpoints inside the study folder are ever written to
         parent, name = named.rsplit("/", 1)
         beside = [e.path for e in fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))]
         newest = max((p for p in beside if p.rsplit("/", 1)[-1].startswith("checkpoint_") and complete(fs, p)), default=None)

@@ -1,41 +1,12 @@
-"""Restoring a trial whose checkpoint Tune deleted before its last state was saved (a driver killed in
-between): the newest complete checkpoint beside it, or a fresh start (mhss_ray.tune.driver)."""
+"""A resume after a driver was killed between Tune deleting a checkpoint (num_to_keep) and saving its
+state: the checkpoint the state names is gone, and `--resume` puts the newest complete one in its place
+(mhss_ray.tune.study.repair_checkpoints)."""
 
 from pathlib import Path
 
 import pytest
-from ray.tune import Checkpoint
 
 from mhss_ray.train.checkpoint import CHECKPOINT_FILE
-from mhss_ray.tune.driver import complete_checkpoint
-
-
-def test_a_deleted_checkpoint_falls_back_to_the_newest_complete_one(tmp_path):
-    for name, complete in (
-        ("checkpoint_000001", True),
-        ("checkpoint_000002", False),
-        ("checkpoint_000003", True),
-        ("checkpoint_000004", False),
-    ):
-        (tmp_path / name).mkdir()
-        if complete:
-            (tmp_path / name / CHECKPOINT_FILE).write_bytes(b"x")
-    lines = []
-    named = Checkpoint.from_directory(str(tmp_path / "checkpoint_000002"))  # emptied by Tune's num_to_keep
-    chosen = complete_checkpoint(named, lines.append)
-    assert chosen.path == str(tmp_path / "checkpoint_000003")
-    assert lines == [
-        "its checkpoint checkpoint_000002 is gone (deleted before the driver's last state was saved): restoring checkpoint_000003"
-    ]
-    intact = Checkpoint.from_directory(str(tmp_path / "checkpoint_000001"))
-    assert complete_checkpoint(intact, lines.append) is intact and len(lines) == 1
-
-
-def test_no_complete_checkpoint_left_starts_over(tmp_path):
-    (tmp_path / "checkpoint_000000").mkdir()
-    lines = []
-    assert complete_checkpoint(Checkpoint.from_directory(str(tmp_path / "checkpoint_000000")), lines.append) is None
-    assert "starting over at epoch 1" in lines[0]
 
 
 @pytest.mark.slow
@@ -52,8 +23,11 @@ def test_resume_repairs_a_latest_checkpoint_that_is_gone(killed_study, tmp_path)
     shutil.copytree(killed_study[3] / "resume", study)
     named = {t.trial_id: t.checkpoint.path for t in ExperimentAnalysis(str(study)).trials if t.checkpoint}
     assert named
-    for path in named.values():
-        shutil.rmtree(path)
+    for k, path in enumerate(named.values()):
+        if k == 0:
+            (Path(path) / CHECKPOINT_FILE).unlink()  # emptied, its folder left (a local delete under way)
+        else:
+            shutil.rmtree(path)  # gone (a bucket has no empty folders)
         newer = Path(path).with_name("checkpoint_999999")  # a newer complete one, registered after the saved state
         newer.mkdir()
         (newer / CHECKPOINT_FILE).write_bytes(b"newer")
