@@ -7,12 +7,10 @@ its last checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from ..errors import UserError
 from .cluster import check_removable, check_storage, holds_study, remove_study, storage_uri, study_path, write_study_info
@@ -21,6 +19,7 @@ from .console import reporter, watch_lines
 from .trackers import tracker_callbacks
 from .driver import trial_main
 from .nodes import check_nodes_hold_inputs
+from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
 
 
@@ -164,73 +163,6 @@ class _ResumeHint(logging.Filter):
         return True
 
 
-def check_resumable(path: str) -> None:
-    """The newest experiment state must parse: Tune would print a traceback and quietly start the
-    study over (every trial from epoch 1) from a truncated one."""
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-    names = sorted(
-        PurePosixPath(e.path).name
-        for e in fs.get_file_info(pyarrow.fs.FileSelector(inner.rstrip("/")))
-        if PurePosixPath(e.path).name.startswith("experiment_state-")
-    )
-    if not names:
-        return
-    newest = f"{path.rstrip('/')}/{names[-1]}"
-    try:
-        with fs.open_input_stream(f"{inner.rstrip('/')}/{names[-1]}") as f:
-            state = json.loads(f.readall().decode())
-        ok = isinstance(state, dict) and "trial_data" in state and "runner_data" in state
-    except (ValueError, OSError):
-        ok = False
-    if not ok:
-        older = (
-            f"; {len(names) - 1} older state file{'s' if len(names) > 2 else ''} there: move this one aside to resume from it"
-            if len(names) > 1
-            else ""
-        )
-        raise UserError(
-            f"{newest}: corrupt experiment state (truncated?), so the study cannot resume from it{older}; or --overwrite to start over"
-        )
-
-
-def repair_checkpoints(path: str) -> list[str]:
-    """Before a resume: a trial whose latest checkpoint (the one Tune restores) is gone or incomplete gets
-    a copy of the newest complete checkpoint beside it, under the name Tune looks for. Tune deletes
-    checkpoints beyond `num_to_keep` when it registers a new one and saves its state just after; a
-    driver killed in between leaves a state naming a deleted checkpoint, and Tune refuses to restore the
-    trial ("does not exist on storage anymore", seen in the bucket kill test). Returns what was repaired."""
-    import pyarrow.fs
-    from ray.tune import ExperimentAnalysis
-
-    from ..train.checkpoint import CHECKPOINT_FILE
-    from .forward import POINTER_FILE
-
-    def complete(fs, folder: str) -> bool:  # a trial's own checkpoint, or a Ray Train trial's pointer
-        return any(fs.get_file_info(f"{folder}/{f}").type == pyarrow.fs.FileType.File for f in (CHECKPOINT_FILE, POINTER_FILE))
-
-    _, study = pyarrow.fs.FileSystem.from_uri(path)
-    repaired = []
-    for trial in ExperimentAnalysis(path).trials:
-        ckpt = trial.checkpoint
-        if ckpt is None or complete(ckpt.filesystem, ckpt.path.rstrip("/")):
-            continue
-        fs, named = ckpt.filesystem, ckpt.path.rstrip("/")
-        if not named.startswith(study.rstrip("/") + "/"):
-            continue  # only checkpoints inside the study folder are ever written to
-        parent, name = named.rsplit("/", 1)
-        beside = [e.path for e in fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))]
-        newest = max((p for p in beside if p.rsplit("/", 1)[-1].startswith("checkpoint_") and complete(fs, p)), default=None)
-        if newest is None:
-            continue  # nothing to restore from: Tune's own error names the checkpoint
-        fs.create_dir(named)
-        pyarrow.fs.copy_files(newest, named, source_filesystem=fs, destination_filesystem=fs)
-        repaired.append(f"trial {trial.trial_id}: its checkpoint {name} was deleted before the study's state was saved; "
-                        f"it resumes from a copy of {newest.rsplit('/', 1)[-1]}")  # fmt: skip
-    return repaired
-
-
 @dataclass
 class StudyRun:
     results: object  # Tune's ResultGrid
@@ -274,7 +206,7 @@ def run_study(
                 remove_study(path)
             write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
         else:
-            for line in repair_checkpoints(path):
+            for line in repair_before_resume(path):
                 print(line, flush=True)
         print(watch_lines(spec, dashboard, address), flush=True)
         tuner = restore_tuner(spec) if resume else build_tuner(spec)

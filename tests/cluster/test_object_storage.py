@@ -92,12 +92,12 @@ def test_a_study_in_a_bucket_resumes_after_a_kill_and_is_analysed_and_applied(s3
     assert sorted(after) == sorted(before)  # the same trials, continued
     errors = [client.get_object(Bucket=BUCKET, Key=k)["Body"].read().decode()[-1500:] for k in keys_of(client) if k.endswith("error.txt")]
     for trial_id, epochs in after.items():
-        # every trial ran to the end from its checkpoint in the bucket, its recorded epochs kept and none rewritten.
-        # Known gap (issue 19, open): Tune uploads the experiment state and result.json one file after the other,
-        # so a kill between them can leave a state naming epoch k's checkpoint with result.json still ending
-        # at k-1: the resumed trial goes on from k+1 and epoch k's row is missing (seen once: [1, 3, 4]).
-        assert epochs[-1] == 4 and epochs == sorted(set(epochs)) and epochs[: len(before[trial_id])] == before[trial_id], (
-            trial_id, epochs, errors,
+        # every trial ran to the end from its checkpoint in the bucket, every epoch recorded, the killed study's
+        # rows kept as they were. A kill between Tune uploading its state and a result.json leaves the file one
+        # epoch behind the checkpoint; --resume restores that row from the state (resume_repair.recover_result_rows).
+        # An epoch re-run after the kill may appear twice (the analysis keeps its last row).
+        assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs[: len(before[trial_id])] == before[trial_id], (
+            trial_id, epochs, errors, resumed.stdout[-2000:],
         )  # fmt: skip
     keys = keys_of(client)
     assert any("/checkpoint_" in k for k in keys) and not list(tmp_path.glob("**/checkpoint_*"))  # checkpoints in the bucket only
@@ -110,7 +110,7 @@ def test_a_study_in_a_bucket_resumes_after_a_kill_and_is_analysed_and_applied(s3
     trials = pq.read_table(out / "trials.parquet").to_pandas()
     assert sorted(trials["trial_id"]) == sorted(after) and set(trials["outcome"]) == {"completed"}
     assert all(str(c).startswith(f"{storage}/resume/trial_") for c in trials["best_checkpoint"])  # URIs: mhss-audit/-predict read them
-    assert len(pq.read_table(out / "epochs.parquet")) == sum(len(e) for e in after.values())
+    assert len(pq.read_table(out / "epochs.parquet")) == 2 * 4  # every epoch of both trials
 
     predictions = tmp_path / "test.csv"
     predicted = subprocess.run(
