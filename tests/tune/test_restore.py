@@ -74,4 +74,5 @@ def test_resume_restores_result_rows_the_state_knows_but_result_json_lacks(kille
         assert [r["training_iteration"] for r in rows] == sorted(expected[trial.trial_id])  # in order, none twice
     assert recover_result_rows(str(study), trials) == []  # nothing left to restore
     epochs = load_study(str(study)).epochs  # the analysis reads them all, the row cut short skipped
-    assert {t: sorted(g["epoch"]) for t, g in epochs.groupby("trial_id")} == {t: sorted(e) for t, e in expected.items()}  # epoch k = iteration k here
+    recorded = {t: sorted(g["epoch"]) for t, g in epochs.groupby("trial_id")}
+    assert recorded == {t: sorted(e) for t, e in expected.items()}  # epoch k = iteration k here
