@@ -44,6 +44,7 @@ def _train(argv) -> int:
 
     # Heavy imports after argument parsing, so --help and usage errors are instant.
     from .config import load_run_config
+    from .data.decode_cache import AUTO, default_cache_dir
     from .train.loop import Trainer
     from .train.run_folder import RunFolder
 
@@ -65,6 +66,8 @@ def _train(argv) -> int:
             raise UserError("--config FILE is required (e.g. --config search_spaces/demo.yaml)")
         cfg = load_run_config(args.config, args.overrides)
         folder = RunFolder(args.out or Path("runs") / Path(args.config).stem)
+        if cfg.data.cache_dir == AUTO:
+            cfg.data.cache_dir = default_cache_dir(folder.path, cfg.data.root)
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     trainer.run(folder.report, log=lambda line: print(line, flush=True))

@@ -40,6 +40,9 @@ class DataConfig:
     image_size: int = num(32, 8, 4096)  # side of the network input, pixels
     batch_size: int = num(64, 1, 65536)
     num_workers: int = num(0, 0, 256)  # DataLoader worker processes (they decode the image files)
+    # image files decoded once into this folder and read from there by every run and trial (data/decode_cache.py);
+    # auto: beside the run's --out / the study's storage folder (decode_cache/); off: decode every epoch
+    cache_dir: str = field(default="auto", metadata={"off_word": True})
     # digits-mosaic
     grid: int = num(2, 1, 8)  # g: mosaics are g x g tiles of 8x8 digits
     n_train: int = num(4000, 1, 10_000_000)
@@ -269,6 +272,8 @@ def _coerce(value: Any, tp: Any, meta: dict, path: str) -> Any:
     if "registry" in meta:  # a name of a registered method or dataset
         meta["registry"].get(value, path)
         return value
+    if isinstance(value, bool) and (origin is Literal and {"on", "off"} & set(get_args(tp)) or (meta.get("off_word") and not value)):
+        value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -346,7 +351,7 @@ def _check_consistency(obj: Any, path: str) -> None:
                 )
         for name, weight in (obj.class_weights or {}).items():
             _number(weight, float, {"range": (0.0, None)}, _join(path, f"class_weights.{name}"))
-        for key in ("root", "manifest"):
+        for key in ("root", "manifest", "cache_dir"):
             setattr(obj, key, expand_env(getattr(obj, key), _join(path, key)))
     if isinstance(obj, DataConfig) and obj.val_fraction <= 0:
         raise UserError(

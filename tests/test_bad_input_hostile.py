@@ -126,6 +126,12 @@ CASES = [
         "is the data.root that mhss-train reads",
     ),
     (
+        "train-cache-inside-data-root",
+        train_main,
+        lambda t: ["--config", tiny(t, data__name="manifest", data__root=str(manifest(t)), data__cache_dir=str(t / "data" / "cache"))],
+        "is inside the dataset folder",
+    ),
+    (
         "train-overwrite-holds-config",
         train_main,
         lambda t: ["--config", write(folder(t / "cfgs") / "run.yaml", TINY), "--out", str(t / "cfgs"), "--overwrite"],

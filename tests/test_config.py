@@ -84,3 +84,17 @@ def test_data_root_expands_environment_variables(monkeypatch):
     assert from_dict(RunConfig, {"data": {"root": "${MHSS_TEST_ROOT}/frames"}}).data.root == "/data/sewer/frames"
     monkeypatch.delenv("MHSS_TEST_ROOT")
     assert from_dict(RunConfig, {"data": {"root": "${MHSS_TEST_ROOT:-data/sewer}"}}).data.root == "data/sewer"
+
+
+def test_a_bare_on_or_off_is_the_word_not_a_boolean(tmp_path):
+    """YAML 1.1 reads `off` as false: the docs' `amp: off` and `cache_dir: off` must mean the words."""
+    from mhss_ray.config import load_run_config
+    from mhss_ray.errors import UserError
+
+    path = tmp_path / "run.yaml"
+    path.write_text("runtime: {amp: off, channels_last: on}\ndata: {cache_dir: off}\n")
+    cfg = load_run_config(path)
+    assert (cfg.runtime.amp, cfg.runtime.channels_last, cfg.data.cache_dir) == ("off", "on", "off")
+    assert load_run_config(path, ["runtime.compile=on"]).runtime.compile == "on"
+    with pytest.raises(UserError, match="data.cache_dir: expected a non-empty string, got true"):
+        load_run_config(path, ["data.cache_dir=on"])

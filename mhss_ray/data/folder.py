@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from ..config import RunConfig
 from ..errors import UserError
 from .base import DataBundle, Split
+from .decode_cache import AUTO, OFF, SplitCache, inside
 from .images import ImageFiles, ImageReader
 from .splits import split_rows
 from .tables import first_true, row_name
@@ -111,6 +112,19 @@ def check_disjoint(parts: tuple[Part, Part, Part]) -> None:
                 raise UserError(f"{b.source}: image {name!r} is in both the {split_a} and the {split_b} split ({where})")
 
 
+def decoded(cfg: RunConfig, part: Part, reader: ImageReader):
+    """The split's decode cache when `data.cache_dir` names a folder (opened, or built, when training starts), else None."""
+    where = cfg.data.cache_dir
+    if where in (None, OFF, AUTO):  # AUTO unresolved: a library call that named no folder
+        return None
+    if inside(where, part.folder) or (cfg.data.root and inside(where, cfg.data.root)):
+        raise UserError(
+            f"data.cache_dir: {where} is inside the dataset folder {cfg.data.root or part.folder}, which runs only read; "
+            "give another folder"
+        )
+    return SplitCache(where, cfg.data.name, str(part.folder), part.names, reader, cfg.data.image_size, cfg.data.num_workers)
+
+
 def make_bundle(
     cfg: RunConfig,
     class_names: list[str],
@@ -129,10 +143,11 @@ def make_bundle(
     t = build_transforms(cfg.data, reader.channels, mean, std)
     size = cfg.data.image_size
     train, val, test = parts
+    cache = [decoded(cfg, part, reader) for part in parts]
     splits = [
-        Split(ImageFiles(train.folder, train.names, reader, [t.train], size, weak=t.weak, plain=t.eval), train.labels),
-        Split(ImageFiles(val.folder, val.names, reader, [t.eval], size), val.labels),
-        Split(ImageFiles(test.folder, test.names, reader, [t.eval], size), test.labels),
+        Split(ImageFiles(train.folder, train.names, reader, [t.train], size, weak=t.weak, plain=t.eval, cache=cache[0]), train.labels),
+        Split(ImageFiles(val.folder, val.names, reader, [t.eval], size, cache=cache[1]), val.labels),
+        Split(ImageFiles(test.folder, test.names, reader, [t.eval], size, cache=cache[2]), test.labels),
     ]
     rows, labels = verified if verified is not None else (None, None)
     return DataBundle(

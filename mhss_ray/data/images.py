@@ -1,4 +1,5 @@
-"""Images decoded from files in the DataLoader workers (PIL for PNG/JPEG, tifffile for TIFF).
+"""Images decoded from files in the DataLoader workers (PIL for PNG/JPEG, tifffile for TIFF), or read
+already decoded from the study's decode cache (data/decode_cache.py).
 
 The dataset holds the file names (one Arrow string array, no per-row Python objects) and decodes
 on access; nothing decoded stays in memory. An image that cannot be decoded does not raise inside
@@ -101,9 +102,11 @@ class ImageFiles(Dataset):
         size: int,
         weak: Callable | None = None,
         plain: Callable | None = None,
+        cache: Callable[[int], np.ndarray | None] | None = None,
     ):
         self.folder, self.names, self.reader, self.transforms, self.size, self.weak = str(folder), names, reader, transforms, size, weak
         self.plain = plain  # the evaluation transform, for the training images seen without augmentation
+        self.cache = cache  # item i -> its decoded pixels (data/decode_cache.py), None: read the file
 
     def __len__(self) -> int:
         return len(self.names)
@@ -112,7 +115,9 @@ class ImageFiles(Dataset):
         return os.path.join(self.folder, self.names[index].as_py())
 
     def views(self, index: int) -> list[torch.Tensor]:
-        array = self.reader(self.path(index))
+        array = self.cache(index) if self.cache is not None else None
+        if array is None:  # no cache, or a file the cache could not decode: the file, and its error
+            array = self.reader(self.path(index))
         return [t(array) for t in self.transforms]
 
     def __getitem__(self, index: int):
@@ -137,8 +142,8 @@ class ImageFiles(Dataset):
 
     def evaluation_view(self) -> "ImageFiles":
         """The same images with the evaluation transform (no random crop, flip or RandAugment)."""
-        return ImageFiles(self.folder, self.names, self.reader, [self.plain or self.transforms[0]], self.size)
+        return ImageFiles(self.folder, self.names, self.reader, [self.plain or self.transforms[0]], self.size, cache=self.cache)
 
     def two_views(self) -> "ImageFiles":
         """(weak, strong) views of each training image: strong = weak + RandAugment."""
-        return ImageFiles(self.folder, self.names, self.reader, [self.weak, self.transforms[0]], self.size)
+        return ImageFiles(self.folder, self.names, self.reader, [self.weak, self.transforms[0]], self.size, cache=self.cache)

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from ..config import OptimConfig, RunConfig, RuntimeConfig, round_starts
 from ..data import DataBundle, build_dataset
+from ..data.decode_cache import open_split_caches
 from ..data.images import original_index
 from ..noise import NoisyLabels, inject_noise
 from ..errors import TrainingDiverged, UserError
@@ -442,6 +443,7 @@ class Trainer:
         main = self.world.is_main
         if not main:
             log = lambda line: None  # noqa: E731  (one worker speaks for the run)
+        open_split_caches((self.data.train, self.data.val, self.data.test), say=log)  # data.cache_dir: now that all is checked
         if self.start_epoch == 0:
             log(
                 f"{cfg.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "

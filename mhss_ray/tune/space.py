@@ -401,6 +401,9 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         _check_forget_rate_extremes(base_cfg, dims)
         arm_bases = _arm_bases(unsearched, tune_section, dims)
         tune_section.storage_path = _absolute_storage(tune_section.storage_path)
+        for config in (rest, *arm_bases.values()):
+            _resolve_cache_dir(config, base_cfg, tune_section.storage_path)
+        base_cfg = from_dict(RunConfig, rest)
     except UserError as exc:
         raise blame(exc, path, overrides) from None
     name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
@@ -436,6 +439,18 @@ def _drop_searched(base: dict, search: Any) -> None:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
+
+
+def _resolve_cache_dir(config: dict, cfg: RunConfig, storage: str) -> None:
+    """`data.cache_dir: auto` -> decode_cache/ beside the storage folder, resolved once here (as the storage)."""
+    from ..data.decode_cache import AUTO, OFF, default_cache_dir
+
+    given = cfg.data.cache_dir
+    if given == AUTO:
+        given = default_cache_dir(storage, cfg.data.root)
+    elif given != OFF:
+        given = str(Path(given).expanduser().absolute())
+    config.setdefault("data", {})["cache_dir"] = given
 
 
 def _absolute_storage(storage: str) -> str:

@@ -19,6 +19,7 @@ from .console import reporter, watch_lines
 from .trackers import tracker_callbacks
 from .driver import trial_main
 from .nodes import check_nodes_hold_inputs
+from .prebuild import prebuild_decode_cache
 from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
 
@@ -209,6 +210,7 @@ def run_study(
             for line in repair_before_resume(path):
                 print(line, flush=True)
         print(watch_lines(spec, dashboard, address), flush=True)
+        prebuild_decode_cache(spec, address)  # data.cache_dir, with every CPU, before the first trial
         tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()
         logging.getLogger("ray.tune.tune").addFilter(hint)

@@ -4,6 +4,7 @@ then `mhss-tune --address` on it, and the worker node lost in the middle of the 
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -158,6 +159,26 @@ def test_study_survives_the_loss_of_a_worker_node(two_node_cluster, tmp_path):
     line = missing.stderr.strip().splitlines()[-1]
     assert f"data.root: {nodes.head_only / 'ucmerced'}: not on node" in line and f"({nodes.worker_ip})" in line, line
     assert not storage.exists() or not any(storage.rglob("*")), "a refused study must not write anything"
+
+    # the decode cache built before the first trial: a task on each node, on a folder both see (one disk
+    # here, as a shared mount): one of them builds each split's entry, the other waits and opens it
+    fixtures.write_ucmerced(tmp_path / "shared" / "ucmerced")
+    prebuild = (
+        "import ray, sys; from mhss_ray.tune.space import load_space; from mhss_ray.tune.prebuild import prebuild_decode_cache\n"
+        f"ray.init(address={nodes.address!r})\n"
+        f"print('NODES', *prebuild_decode_cache(load_space({str(space)!r}, sys.argv[1:]), {nodes.address!r}))\n"
+    )
+    sets = [f"data.root={tmp_path / 'shared' / 'ucmerced'}", "data.name=ucmerced", f"data.cache_dir={tmp_path / 'shared' / 'cache'}"]
+    quiet = dict(env, RAY_DEDUP_LOGS="0")  # as mhss-tune sets it: Ray would fold similar lines of the two nodes into one
+    built = subprocess.run([sys.executable, "-c", prebuild, *sets], env=quiet, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    # each task's lines, once (two log monitors on one machine may both pass a line on)
+    said = set(re.findall(r"_build_on_node pid=(\d+)[^)]*\)\S* (decode cache: .*)", built.stdout + built.stderr))
+    assert sum("decode cache: decoding" in line for _, line in said) == 3, said
+    assert len({pid for pid, line in said if "ready on node" in line}) == 2, said
+    ran_on = next(line.split()[1:] for line in built.stdout.splitlines() if line.startswith("NODES"))
+    assert len(set(ran_on)) == 2 and nodes.worker_ip in ran_on, ran_on  # a task on each node
+    assert len([p for p in (tmp_path / "shared" / "cache").iterdir() if p.is_dir()]) == 3
 
     log = tmp_path / "mhss-tune.log"
     with log.open("w") as out:  # one disk here: shared indeed

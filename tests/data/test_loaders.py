@@ -217,6 +217,12 @@ def test_mhss_train_runs_one_epoch_on_each_format(tmp_path, cli_env, fmt, extra)
         assert "verified images" in proc.stdout
     else:
         assert "test_F2_CIW" not in metrics
+    # data.cache_dir: auto -> decode_cache/ beside --out, one entry per split, built before the first epoch
+    # (DISC reads its two views from it, treesat its 4 bands, with 2 DataLoader workers)
+    entries = [p for p in (tmp_path / "decode_cache").iterdir() if p.is_dir()]
+    assert len(entries) == 3 and all((p / "meta.json").is_file() for p in entries), entries
+    assert proc.stdout.count("decode cache: decoding") == 3
+    assert "cache_dir: " + str(tmp_path / "decode_cache") in (out / "config.yaml").read_text()
 
 
 def test_image_datasets_pickle_for_spawned_dataloader_workers(tmp_path):

@@ -1,0 +1,166 @@
+"""The decoded-image cache (data/decode_cache.py) on real image files: what trials read from it is
+what they would have decoded, it is keyed by what its pixels depend on, and builders never clash."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import ks_2samp
+
+from mhss_ray.config import DataConfig
+from mhss_ray.data.decode_cache import MARKER, DecodedImages, cache_key, open_cache, stored_short_side
+from mhss_ray.data.images import ImageFiles, ImageReader
+from mhss_ray.data.transforms import build_transforms
+
+SIZE = 64  # the network input; stored short side 96
+
+
+def write_photos(folder: Path, n: int, seed: int = 0) -> list[str]:
+    """Smooth gradients, shapes and noise at 160 x 120 (a CCTV frame's 4:3, larger than the stored side)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    yy, xx = np.mgrid[0:120, 0:160]
+    for i in range(n):
+        img = np.stack([xx * rng.uniform(0.5, 1.5), yy * rng.uniform(0.5, 2), (xx + yy) * rng.uniform(0.3, 1)], -1)
+        y0, x0 = rng.integers(0, 80, 2)
+        img[y0 : y0 + 30, x0 : x0 + 50] = rng.uniform(0, 255, 3)
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img, "RGB").save(folder / f"f{i:03d}.png")
+        names.append(f"f{i:03d}.png")
+    return names
+
+
+def datasets(folder: Path, names: list[str], cache_dir: Path, said: list | None = None):
+    reader = ImageReader()
+    t = build_transforms(DataConfig(image_size=SIZE), 3, [0.5] * 3, [0.25] * 3)
+    arrow = pa.array(names)
+    cache = open_cache(cache_dir, "photos", str(folder), arrow, reader, SIZE, say=(said.append if said is not None else print))
+    plain = ImageFiles(folder, arrow, reader, [t.train], SIZE, weak=t.weak, plain=t.eval)
+    cached = ImageFiles(folder, arrow, reader, [t.train], SIZE, weak=t.weak, plain=t.eval, cache=cache)
+    return plain, cached, cache
+
+
+def seeded(ds, i: int, seed: int) -> torch.Tensor:
+    random.seed(seed)
+    np.random.seed(seed)  # timm's RandAugment picks its operations with numpy
+    torch.manual_seed(seed)
+    image, index = ds[i]
+    assert index == i
+    return image
+
+
+def test_cached_images_augment_like_the_files(tmp_path):
+    """With the same random draws the two give the same crop, flip and RandAugment operations, so the
+    images differ only by resampling twice (at most a few grey levels on average), far less than two
+    augmentations of one image differ; over many draws the pixel statistics agree."""
+    names = write_photos(tmp_path / "images", 24)
+    plain, cached, cache = datasets(tmp_path / "images", names, tmp_path / "cache")
+    assert cache is not None and len(cache) == 24
+    assert min(cache(0).shape[:2]) == stored_short_side(SIZE) == 96 and cache(0).shape == (96, 128, 3)
+
+    # independent draws from each (the crop's offsets are drawn with ranges that depend on the image's
+    # size, so equal seeds do not give equal crops): the augmented images' brightness, contrast and
+    # sharpness (mean horizontal gradient, what a second resize would blur) are distributed alike
+    for view in ("train", "weak"):
+        one, two = (plain, cached) if view == "train" else (plain.two_views(), cached.two_views())
+
+        def draws(ds, offset, view=view):
+            return torch.stack([
+                seeded(ds, i, offset + 100 * i + k)[0] if view == "weak" else seeded(ds, i, offset + 100 * i + k)
+                for i in range(len(names)) for k in range(20)
+            ])  # fmt: skip
+
+        a, b = draws(one, 10**6), draws(two, 2 * 10**6)
+        for stat in (lambda x: x.mean((1, 2, 3)), lambda x: x.std((1, 2, 3))):
+            assert ks_2samp(stat(a).numpy(), stat(b).numpy()).pvalue > 0.001, view
+        sharp_a, sharp_b = ((x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean().item() for x in (a, b))
+        assert abs(sharp_b / sharp_a - 1) < 0.03, (view, sharp_a, sharp_b)  # two bilinear resizes: -16%
+    # the evaluation view (whole image, squashed): no randomness, nearly the same pixels
+    ev_a, ev_b = plain.evaluation_view()[5][0], cached.evaluation_view()[5][0]
+    assert (ev_a - ev_b).abs().mean() < 0.05
+    # DISC's two views read the cache too
+    assert cached.two_views().cache is cache
+
+
+def test_cache_is_keyed_by_the_files_and_the_size_and_built_once(tmp_path):
+    names = write_photos(tmp_path / "images", 6)
+    said: list[str] = []
+    _, _, first = datasets(tmp_path / "images", names, tmp_path / "cache", said)
+    assert any("decoding 6 photos images once" in line for line in said) and any("built in" in line for line in said)
+    said.clear()
+    _, _, again = datasets(tmp_path / "images", names, tmp_path / "cache", said)
+    assert said == [] and again.folder == first.folder  # opened, not built again
+
+    path = tmp_path / "images" / names[2]
+    Image.fromarray(np.zeros((120, 160, 3), np.uint8), "RGB").save(path)  # a changed file
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    _, _, changed = datasets(tmp_path / "images", names, tmp_path / "cache", said)
+    assert changed.folder != first.folder and changed(2).max() == 0 and first(2).max() > 0
+    bigger = open_cache(tmp_path / "cache", "photos", str(tmp_path / "images"), pa.array(names), ImageReader(), 96, say=said.append)
+    assert bigger.folder not in (first.folder, changed.folder) and min(bigger(0).shape[:2]) == 120  # never enlarged
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir() if p.is_dir()) == ["photos"] * 3
+
+
+def test_an_undecodable_file_is_read_from_the_file_and_reported_as_before(tmp_path):
+    names = write_photos(tmp_path / "images", 4)
+    (tmp_path / "images" / names[1]).write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    plain, cached, cache = datasets(tmp_path / "images", names, tmp_path / "cache")
+    assert cache(1) is None and cache(0) is not None
+    assert cached[1][1] == plain[1][1] < 0  # a bad item, for the trainer to name or skip
+    assert "cannot decode image" in cached.failure(1)
+
+
+def test_an_unfinished_build_of_its_own_is_removed_and_nothing_else(tmp_path):
+    names = write_photos(tmp_path / "images", 3)
+    key = cache_key(str(tmp_path / "images"), pa.array(names), None, stored_short_side(SIZE))
+    ours = tmp_path / "cache" / f"photos-{key}.building-host-1"
+    ours.mkdir(parents=True)
+    (ours / MARKER).write_text("")
+    (ours / "shard-00000.u8").write_bytes(b"half")
+    theirs = tmp_path / "cache" / f"photos-{key}.building-host-2"  # no marker: not provably ours
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    datasets(tmp_path / "images", names, tmp_path / "cache")
+    assert not ours.exists() and (theirs / "notes.txt").read_text() == "mine"
+
+
+def test_two_processes_opening_at_once_build_it_once(tmp_path):
+    """Real processes (as the trials of a study): one builds, the other waits and reads the same entry."""
+    names = write_photos(tmp_path / "images", 40)
+    code = (
+        "import sys, pyarrow as pa; from mhss_ray.data.decode_cache import open_cache; from mhss_ray.data.images import ImageReader\n"
+        f"c = open_cache({str(tmp_path / 'cache')!r}, 'photos', {str(tmp_path / 'images')!r}, pa.array({names!r}), ImageReader(), {SIZE})\n"
+        "print('ENTRY', c.folder.name, len(c))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    entries = {line for out in outs for line in out.splitlines() if line.startswith("ENTRY")}
+    assert len(entries) == 1 and entries.pop().endswith(" 40")
+    built = sum("decode cache: decoding" in out for out in outs)
+    assert built == 1, outs
+    folders = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert len(folders) == 1 and DecodedImages(folders[0])(39).shape == (96, 128, 3)
+
+
+def test_a_cache_inside_the_dataset_folder_is_refused(tmp_path):
+    from mhss_ray.config import RunConfig, from_dict
+    from mhss_ray.data import build_dataset, fixtures
+    from mhss_ray.errors import UserError
+
+    fixtures.write_ucmerced(tmp_path / "uc", scenes=2, per_scene=6)
+    cfg = from_dict(RunConfig, {"data": {"name": "ucmerced", "root": str(tmp_path / "uc"), "cache_dir": str(tmp_path / "uc" / "cache")}})
+    with pytest.raises(UserError, match=r"data.cache_dir: .* is inside the dataset folder"):
+        build_dataset(cfg)
+    assert not (tmp_path / "uc" / "cache").exists()
