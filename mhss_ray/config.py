@@ -174,6 +174,8 @@ class RuntimeConfig:
     amp: Literal["auto", "on", "off"] = "auto"  # bf16 autocast; auto = on with a GPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto = on (faster on GPUs and on CPU convs)
     threads: Optional[int] = num(None, 1, 1024)  # torch intra-op threads; None = torch's default
+    compile: Literal["on", "off"] = "off"  # torch.compile the networks' training step (benchmarks/train_speed.py --levers)
+    fused_optimizer: Literal["auto", "on", "off"] = "auto"  # torch's fused Adam/AdamW/SGD kernel; auto = on with a GPU
     progress_every_s: float = num(60.0, 0.0, 86_400.0)  # a progress line within a long epoch at most this often; 0: none
 
 

@@ -92,8 +92,8 @@ class CoSELFIE(EstimatesRates, Method):
         observed = self.observed[indices]
         new = r & (majority != observed) & (old == observed)
         room = (self.budget - self.changed[k]).clamp(min=0)
-        if not bool((new.sum(0) > room).any()):
-            return r
+        # no early return when every column is within its budget: testing that would wait for the GPU
+        # every step, and the ranks below then remove nothing (a column's new entries rank below its count)
         u = self.histories[k].uncertainty(indices).masked_fill(~new, float("inf"))
         ranks = torch.argsort(torch.argsort(u, dim=0, stable=True), dim=0)
         return r & ~(new & (ranks >= room.unsqueeze(0)))

@@ -68,6 +68,8 @@ class Runtime:
     device: torch.device
     amp: bool
     channels_last: bool
+    compile: bool = False
+    fused: bool = False  # the optimiser's fused kernel
 
     @classmethod
     def resolve(cls, cfg: RuntimeConfig) -> "Runtime":
@@ -81,15 +83,19 @@ class Runtime:
         bf16 = on_gpu and torch.cuda.is_bf16_supported()
         if cfg.amp == "on" and on_gpu and not bf16:
             raise UserError("runtime.amp: on needs a GPU with bfloat16 support; use auto or off")
-        return cls(device, cfg.amp == "on" or (cfg.amp == "auto" and bf16), cfg.channels_last != "off")
+        amp = cfg.amp == "on" or (cfg.amp == "auto" and bf16)
+        fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and on_gpu)
+        return cls(device, amp, cfg.channels_last != "off", cfg.compile == "on", fused)
 
 
-def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, params, fused: bool = False) -> torch.optim.Optimizer:
+    """`fused`: one kernel updates every parameter (the same arithmetic, far fewer GPU launches)."""
+    kw = {"fused": True} if fused else {}
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9, nesterov=True)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9, nesterov=True, **kw)
 
 
 def build_scheduler(cfg: OptimConfig, optimizer, steps_per_epoch: int, epochs: int):
@@ -116,6 +122,9 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)
+
+
+FINITE_CHECK_EVERY = 25  # training steps between two checks of the loss (each one waits for the GPU)
 
 
 class Trainer:
@@ -150,6 +159,8 @@ class Trainer:
 
             ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
             self.train_nets = [DistributedDataParallel(n, device_ids=ids) for n in self.nets]
+        if self.rt.compile:  # the training step only; checkpoints and evaluation use the plain modules
+            self.train_nets = [torch.compile(n) for n in self.train_nets]
         torch.manual_seed(cfg.seed)
 
         bs = cfg.data.batch_size
@@ -166,6 +177,7 @@ class Trainer:
             "val": DataLoader(self.data.val.images, batch_size=bs * 2, shuffle=False, **loader_kw),
             "test": DataLoader(self.data.test.images, batch_size=bs * 2, shuffle=False, **loader_kw),
         }
+        self._first_bad = torch.zeros((), device=dev)  # see _check_finite
         self.round_starts = round_starts(cfg)  # [0] unless method.restarts
         self._new_optimizer(0)
         self.start_epoch = 0
@@ -191,7 +203,7 @@ class Trainer:
     def _new_optimizer(self, round_index: int) -> None:
         """The optimiser and its schedule for one round (the whole run without restarts)."""
         _, _, epochs = self._round(self.round_starts[round_index])
-        self.optimizer = build_optimizer(self.cfg.optim, [p for n in self.nets for p in n.parameters()])
+        self.optimizer = build_optimizer(self.cfg.optim, [p for n in self.nets for p in n.parameters()], fused=self.rt.fused)
         self.scheduler = build_scheduler(self.cfg.optim, self.optimizer, len(self.train_loader), epochs)
 
     def restart(self, round_index: int) -> None:
@@ -285,11 +297,7 @@ class Trainer:
             logits = [[net(v) for v in views] for net in self.train_nets]
         indices, logits = self.world.gather_batch(indices, logits)  # as is with one worker
         loss = self.method.loss(Batch(indices, views, logits, self._forward))
-        if not torch.isfinite(loss):  # the global loss: every worker stops at the same step
-            raise TrainingDiverged(
-                f"training loss became {loss.item()} at epoch {self.method.epoch + 1} (optim.lr {self.cfg.optim.lr:g}, "
-                f"optim.weight_decay {self.cfg.optim.weight_decay:g})"
-            )
+        self._first_bad = torch.where(torch.isfinite(loss) | ~torch.isfinite(self._first_bad), self._first_bad, loss.detach().float())
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.world.size).backward()  # DDP averages over workers; the global loss wants the sum
         self.optimizer.step()
@@ -297,6 +305,17 @@ class Trainer:
         for ema, net in zip(self.emas, self.nets):
             ema.update(net)
         return loss.detach()
+
+    def _check_finite(self) -> None:
+        """Stop on a non-finite training loss. Checked every FINITE_CHECK_EVERY steps, not every step: reading
+        a GPU value waits for the step to finish, so the next step could not be queued behind it. The global
+        loss is the same on every worker, so all of them stop at the same step."""
+        bad = self._first_bad.item()
+        if bad != 0.0:
+            raise TrainingDiverged(
+                f"training loss became {bad} at epoch {self.method.epoch + 1} (optim.lr {self.cfg.optim.lr:g}, "
+                f"optim.weight_decay {self.cfg.optim.weight_decay:g})"
+            )
 
     def train_one_epoch(
         self, epoch: int, log: Callable[[str], None] | None = None, stop: threading.Event | None = None
@@ -309,7 +328,8 @@ class Trainer:
         seed_host_rngs(self.cfg.seed, epoch)
         round_epoch = self.method_epoch(epoch)
         self.method.begin_epoch(round_epoch)
-        total_loss, steps, skipped, seen = 0.0, 0, 0, 0
+        total_loss, steps, skipped, seen = torch.zeros((), device=self.rt.device), 0, 0, 0
+        self._first_bad = torch.zeros((), device=self.rt.device)  # the first non-finite loss of the epoch, else 0
         start = last_line = time.perf_counter()
         every = self.cfg.runtime.progress_every_s
         for images, indices in self.train_loader:
@@ -325,14 +345,17 @@ class Trainer:
                 continue
             views = [self._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
             loss = self.train_step(views, indices.to(self.rt.device, non_blocking=True))
-            total_loss += loss.item()
+            total_loss += loss.float()  # stays on the device: no host sync per step
             steps += 1
+            if steps % FINITE_CHECK_EVERY == 0:
+                self._check_finite()
+        self._check_finite()
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         # every training image is seen once per epoch (by one of the workers)
         stats = {
-            "train_loss": total_loss / max(steps, 1) / len(self.nets),
+            "train_loss": total_loss.item() / max(steps, 1) / len(self.nets),
             "images_per_s": len(self.data.train) / seconds,
             "train_seconds": seconds,
         }
