@@ -108,14 +108,17 @@ class DecodedImages:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.index = np.load(self.folder / "index.npy")
+        self.index = np.load(self.folder / "index.npy", mmap_mode="r")  # 40 bytes an image, shared like the pixels
         self._maps: dict[int, np.memmap] = {}
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getstate__(self):  # DataLoader workers started with spawn: each opens its own maps
-        return {"folder": self.folder, "index": self.index, "_maps": {}}
+    def __getstate__(self):  # DataLoader workers started with spawn: each maps the files again
+        return {"folder": self.folder}
+
+    def __setstate__(self, state):
+        self.__init__(state["folder"])
 
     def __call__(self, i: int) -> np.ndarray | None:
         shard, offset, h, w, c = (int(v) for v in self.index[i])

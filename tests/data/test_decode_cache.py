@@ -4,6 +4,7 @@ what they would have decoded, it is keyed by what its pixels depend on, and buil
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def test_cache_is_keyed_by_the_files_and_the_size_and_built_once(tmp_path):
     said.clear()
     _, _, again = datasets(tmp_path / "images", names, tmp_path / "cache", said)
     assert said == [] and again.folder == first.folder  # opened, not built again
+    copy = pickle.loads(pickle.dumps(again))  # as sent to a DataLoader worker started with spawn
+    assert np.array_equal(copy(3), first(3))
 
     path = tmp_path / "images" / names[2]
     Image.fromarray(np.zeros((120, 160, 3), np.uint8), "RGB").save(path)  # a changed file
