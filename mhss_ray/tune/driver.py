@@ -168,6 +168,7 @@ def run_train(config: dict, spec: StudySpec) -> None:
     import tempfile
     import threading
 
+    import ray
     from ray import tune
     from ray.util.queue import Queue
 
@@ -205,7 +206,10 @@ def run_train(config: dict, spec: StudySpec) -> None:
         except BaseException as exc:  # re-raised below, in the trial's own thread
             outcome["error"] = exc
         finally:
-            queue.put(None)
+            try:
+                queue.put(None)
+            except ray.exceptions.RayActorError:  # the trial is being stopped (ASHA) and its queue is gone: nobody waits
+                pass
 
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
