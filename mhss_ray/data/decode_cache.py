@@ -266,11 +266,11 @@ def open_cache(
         (building / MARKER).write_text("an unfinished decode-cache build; removed by the next build of this entry\n")
         say(f"decode cache: decoding {len(source)} {dataset} images once, short side {short} px, into {final}")
         built = _write(building, source, workers, say, every_s)
-        (building / MARKER).unlink()
         meta = {"version": VERSION, "dataset": dataset, "folder": os.path.realpath(folder), "short_side": short,
                 "bands": getattr(reader, "bands", None), **built, "bytes": _size_on_disk(building),
                 "built_on": socket.gethostname()}  # fmt: skip
         (building / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         os.rename(building, final)  # published whole: a reader never sees half an entry
+        (final / MARKER).unlink()  # after the rename: until then a killed build stays provably ours
         say(f"decode cache: built in {built['seconds']:.0f} s, {meta['bytes'] / 1e6:.0f} MB ({built['undecodable']} undecodable)")
     return DecodedImages(final)

@@ -102,6 +102,7 @@ def test_cache_is_keyed_by_the_files_and_the_size_and_built_once(tmp_path):
     said.clear()
     _, _, again = datasets(tmp_path / "images", names, tmp_path / "cache", said)
     assert said == [] and again.folder == first.folder  # opened, not built again
+    assert not (first.folder / MARKER).exists()  # published: no longer marked as an unfinished build
     copy = pickle.loads(pickle.dumps(again))  # as sent to a DataLoader worker started with spawn
     assert np.array_equal(copy(3), first(3))
 
