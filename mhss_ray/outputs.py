@@ -44,6 +44,11 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def inside(path: str | Path, folder: str | Path) -> bool:
+    """`path` is `folder` or lies inside it (both resolved: ~, links, ..)."""
+    return _inside(_resolved(path), _resolved(folder))
+
+
 def check_not_reading(out: str | Path, reads: dict[str, str | Path | None], tool: str, inside_ok: bool = False) -> None:
     """`out` must not be or hold a path the tool reads ({what: path}) or the current folder, nor lie
     inside a read folder unless `inside_ok` (a run folder under the data root changes no input)."""

@@ -71,6 +71,12 @@ def run_folder(path, *extra: str):
     return path
 
 
+def overwrite_study(t, info, user_file: str) -> list[str]:
+    """mhss-tune --overwrite of a study folder `x` holding `info` as its mhss_study.json (None: none) and a user's file."""
+    study = fake_study(t / "st" / "x", info, extra=(user_file,))
+    return ["--space", space(t), "--storage", str(t / "st"), "--name", study.name, "--overwrite"]
+
+
 def manifest(t):
     fixtures.write_manifest(t / "data", n=24, size=16)
     return t / "data"
@@ -132,6 +138,29 @@ CASES = [
         "is inside the dataset folder",
     ),
     (
+        "train-cache-dir-is-a-file",
+        train_main,
+        lambda t: ["--config", tiny(t, data__name="manifest", data__root=str(manifest(t)), data__cache_dir=write(t / "c.txt", "x"))],
+        "data.cache_dir: ",
+    ),
+    (
+        "tune-cache-inside-data-root",
+        tune_main,
+        lambda t: [
+            "--space",
+            space(
+                t,
+                data__name="manifest",
+                data__root=str(manifest(t)),
+                data__cache_dir=str(t / "data" / "c"),
+                tune__search_alg__points_to_evaluate=None,
+            ),
+            "--storage",
+            str(t / "st"),
+        ],
+        "is inside the dataset folder",
+    ),
+    (
         "train-overwrite-holds-config",
         train_main,
         lambda t: ["--config", write(folder(t / "cfgs") / "run.yaml", TINY), "--out", str(t / "cfgs"), "--overwrite"],
@@ -182,43 +211,19 @@ CASES = [
     (
         "tune-overwrite-foreign-experiment",
         tune_main,
-        lambda t: [
-            "--space",
-            space(t),
-            "--storage",
-            str(t / "st"),
-            "--name",
-            fake_study(t / "st" / "x", None, extra=("data.csv",)).name,
-            "--overwrite",
-        ],
+        lambda t: overwrite_study(t, None, "data.csv"),
         "did not write (no mhss_study.json)",
     ),
     (
         "tune-overwrite-study-with-user-file",
         tune_main,
-        lambda t: [
-            "--space",
-            space(t),
-            "--storage",
-            str(t / "st"),
-            "--name",
-            fake_study(t / "st" / "x", {"name": "x"}, extra=("notes.txt",)).name,
-            "--overwrite",
-        ],
+        lambda t: overwrite_study(t, {"name": "x"}, "notes.txt"),
         "holds 'notes.txt', which mhss-tune did not write",
     ),
     (
         "tune-overwrite-study-with-a-user-trial-file",
         tune_main,
-        lambda t: [
-            "--space",
-            space(t),
-            "--storage",
-            str(t / "st"),
-            "--name",
-            fake_study(t / "st" / "x", {"name": "x"}, extra=("trial_notes.txt",)).name,
-            "--overwrite",
-        ],
+        lambda t: overwrite_study(t, {"name": "x"}, "trial_notes.txt"),
         "holds 'trial_notes.txt', which mhss-tune did not write",
     ),
     (

@@ -31,12 +31,15 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..errors import UserError
+from ..outputs import check_writable, inside
 from .transforms import CROP_SCALE
 
 VERSION = 1
@@ -56,9 +59,12 @@ def default_cache_dir(beside: str | Path, root: str | None) -> str:
     return OFF if root and inside(where, root) else str(where)
 
 
-def inside(path: str | Path, folder: str | Path) -> bool:
-    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
-    return path == folder or folder in path.parents
+def check_cache_dir(where: str, dataset_folders: list) -> None:
+    """A folder this process may write in, outside every dataset folder (runs only read those)."""
+    check_writable(where, "data.cache_dir")
+    for folder in dataset_folders:
+        if folder and inside(where, folder):
+            raise UserError(f"data.cache_dir: {where} is inside the dataset folder {folder}, which runs only read; give another folder")
 
 
 def stored_short_side(image_size: int) -> int:
@@ -209,10 +215,24 @@ def _size_on_disk(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir())
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _remove_unfinished(cache_dir: Path, entry: str) -> None:
-    """Builds of this entry left by a killed process (we hold the entry's lock, so none is running)."""
+    """Builds of this entry left by a killed process: only those that hold the marker (this module wrote
+    them) and were made on this host by a process that is gone. A build on another host is left alone
+    (a lock on a shared folder may not reach across hosts): at worst it stays behind, unused."""
+    host = socket.gethostname()
     for old in cache_dir.glob(f"{entry}.building-*"):
-        if (old / MARKER).is_file():
+        made_on, pid, _ = (old.name.rpartition(".building-")[2].rsplit("-", 2) + ["", ""])[:3]  # host-pid-token
+        if made_on == host and pid.isdigit() and _gone(int(pid)) and (old / MARKER).is_file():
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -261,7 +281,7 @@ def open_cache(
         if not room:
             say(f"data.cache_dir: {cache_dir}: no room for the decoded {dataset} images ({estimate}); reading the image files instead")
             return None
-        building = cache_dir / f"{entry}.building-{socket.gethostname()}-{os.getpid()}"
+        building = cache_dir / f"{entry}.building-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         building.mkdir()
         (building / MARKER).write_text("an unfinished decode-cache build; removed by the next build of this entry\n")
         say(f"decode cache: decoding {len(source)} {dataset} images once, short side {short} px, into {final}")
@@ -270,7 +290,13 @@ def open_cache(
                 "bands": getattr(reader, "bands", None), **built, "bytes": _size_on_disk(building),
                 "built_on": socket.gethostname()}  # fmt: skip
         (building / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        os.rename(building, final)  # published whole: a reader never sees half an entry
+        try:
+            os.rename(building, final)  # published whole: a reader never sees half an entry
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+            shutil.rmtree(building)  # another host published it first (a lock that did not reach it): ours goes
+            return DecodedImages(final)
         (final / MARKER).unlink()  # after the rename: until then a killed build stays provably ours
         say(f"decode cache: built in {built['seconds']:.0f} s, {meta['bytes'] / 1e6:.0f} MB ({built['undecodable']} undecodable)")
     return DecodedImages(final)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from ..config import RunConfig
 from ..errors import UserError
 from .base import DataBundle, Split
-from .decode_cache import AUTO, OFF, SplitCache, inside
+from .decode_cache import AUTO, OFF, SplitCache, check_cache_dir
 from .images import ImageFiles, ImageReader
 from .splits import split_rows
 from .tables import first_true, row_name
@@ -117,11 +117,7 @@ def decoded(cfg: RunConfig, part: Part, reader: ImageReader):
     where = cfg.data.cache_dir
     if where in (None, OFF, AUTO):  # AUTO unresolved: a library call that named no folder
         return None
-    if inside(where, part.folder) or (cfg.data.root and inside(where, cfg.data.root)):
-        raise UserError(
-            f"data.cache_dir: {where} is inside the dataset folder {cfg.data.root or part.folder}, which runs only read; "
-            "give another folder"
-        )
+    check_cache_dir(where, [cfg.data.root, part.folder])
     return SplitCache(where, cfg.data.name, str(part.folder), part.names, reader, cfg.data.image_size, cfg.data.num_workers)
 
 

@@ -24,6 +24,15 @@ def needs_cache(spec: StudySpec) -> bool:
     return cfg.data.cache_dir not in (OFF, AUTO) and "root" in DATASETS.get(cfg.data.name).keys
 
 
+def check_cache_here(spec: StudySpec, address: str | None) -> None:
+    """Locally, before the study writes anything: the cache folder can be written and is no dataset folder
+    (on a cluster each node's trial checks its own, where the folder may exist only on the nodes)."""
+    from ..data.decode_cache import check_cache_dir
+
+    if address is None and needs_cache(spec):
+        check_cache_dir(spec.base_config.data.cache_dir, [spec.base_config.data.root])
+
+
 def build_here(spec: StudySpec, say=lambda line: print(line, flush=True)) -> None:
     """Every split's cache entry of the study's base config, on this machine, with all its CPUs."""
     from ..data import build_dataset

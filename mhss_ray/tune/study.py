@@ -19,7 +19,7 @@ from .console import reporter, watch_lines
 from .trackers import tracker_callbacks
 from .driver import trial_main
 from .nodes import check_nodes_hold_inputs
-from .prebuild import prebuild_decode_cache
+from .prebuild import check_cache_here, prebuild_decode_cache
 from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
 
@@ -180,6 +180,7 @@ def run_study(
     Every check that needs no cluster comes before anything is written; one driver at a time holds
     the study (tune/lock.py)."""
     check_storage(spec.tune.storage_path, address, shared_storage)  # before anything starts
+    check_cache_here(spec, address)
     path = study_path(spec)
     lock = StudyLock(path)
     lock.check_free()

@@ -126,17 +126,29 @@ def test_an_undecodable_file_is_read_from_the_file_and_reported_as_before(tmp_pa
 
 
 def test_an_unfinished_build_of_its_own_is_removed_and_nothing_else(tmp_path):
+    """Removed: a build with the marker, made on this host by a process that is gone. Kept: one without the
+    marker, one whose process still runs, one made on another host (which a lock may not reach)."""
+    import socket
+
     names = write_photos(tmp_path / "images", 3)
     key = cache_key(str(tmp_path / "images"), pa.array(names), None, stored_short_side(SIZE))
-    ours = tmp_path / "cache" / f"photos-{key}.building-host-1"
-    ours.mkdir(parents=True)
-    (ours / MARKER).write_text("")
-    (ours / "shard-00000.u8").write_bytes(b"half")
-    theirs = tmp_path / "cache" / f"photos-{key}.building-host-2"  # no marker: not provably ours
-    theirs.mkdir()
-    (theirs / "notes.txt").write_text("mine")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)
+    host = socket.gethostname()
+
+    def build(suffix: str, marker: bool = True) -> Path:
+        folder = tmp_path / "cache" / f"photos-{key}.building-{suffix}"
+        folder.mkdir(parents=True)
+        (folder / ("notes.txt" if not marker else MARKER)).write_text("mine")
+        return folder
+
+    ours = build(f"{host}-{dead}-0badc0de")
+    unmarked = build(f"{host}-{dead}-1badc0de", marker=False)
+    running = build(f"{host}-1-2badc0de")  # pid 1 never ends
+    elsewhere = build(f"other-host-{dead}-3badc0de")
     datasets(tmp_path / "images", names, tmp_path / "cache")
-    assert not ours.exists() and (theirs / "notes.txt").read_text() == "mine"
+    assert not ours.exists()
+    assert (unmarked / "notes.txt").read_text() == "mine" and running.exists() and elsewhere.exists()
 
 
 def test_two_processes_opening_at_once_build_it_once(tmp_path):
