@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     if args.levers:
         return levers(args)
     if args.concurrent:
-        return concurrent(args, argv if argv is not None else sys.argv[1:])
+        return concurrent(args)
 
     cfg = load_run_config(args.config, args.overrides)
     data = synthetic_bundle(args.synthetic, cfg.data.image_size) if args.synthetic else build_dataset(cfg)
@@ -112,14 +112,14 @@ def main(argv=None) -> int:
     return 0
 
 
-LEVERS = [  # (lever, the overrides that change it alone)
-    ("channels_last off", ["runtime.channels_last=off"]),
-    ("bf16 autocast on", ["runtime.amp=on"]),
-    ("bf16 autocast off", ["runtime.amp=off"]),
-    ("torch.compile on", ["runtime.compile=on"]),
-    ("fused optimizer on", ["runtime.fused_optimizer=on"]),
-    ("fused optimizer off", ["runtime.fused_optimizer=off"]),
-    ("batch x2", ["data.batch_size=2x"]),
+LEVERS = [  # (lever, the overrides that change it alone, given the reference config)
+    ("channels_last off", lambda base: ["runtime.channels_last=off"]),
+    ("bf16 autocast on", lambda base: ["runtime.amp=on"]),
+    ("bf16 autocast off", lambda base: ["runtime.amp=off"]),
+    ("torch.compile on", lambda base: ["runtime.compile=on"]),
+    ("fused optimizer on", lambda base: ["runtime.fused_optimizer=on"]),
+    ("fused optimizer off", lambda base: ["runtime.fused_optimizer=off"]),
+    ("batch x2", lambda base: [f"data.batch_size={2 * base.data.batch_size}"]),
 ]
 
 
@@ -143,10 +143,9 @@ def levers(args) -> int:
     reference = dual_speed(base, data, args.epochs)
     rows = [{"lever": "reference (the run config)", "images_per_s": reference, "vs_reference": 1.0}]
     print(f"{'reference':<22} {reference:9.1f} images/s", flush=True)
-    for lever, sets in LEVERS:
-        sets = [f"data.batch_size={2 * base.data.batch_size}" if s == "data.batch_size=2x" else s for s in sets]
+    for lever, changes in LEVERS:
         try:
-            speed = dual_speed(load_run_config(args.config, args.overrides + sets), data, args.epochs)
+            speed = dual_speed(load_run_config(args.config, args.overrides + changes(base)), data, args.epochs)
         except (UserError, RuntimeError) as exc:  # e.g. bf16 on a GPU without it, no compiler for torch.compile
             rows.append({"lever": lever, "images_per_s": None, "vs_reference": None, "error": str(exc).splitlines()[0][:200]})
             print(f"{lever:<22} not measured: {rows[-1]['error']}", flush=True)
@@ -166,24 +165,14 @@ def levers(args) -> int:
     return 0
 
 
-def concurrent(args, argv: list[str]) -> int:
+def concurrent(args) -> int:
     """One process alone, then N at once (as N fractional-GPU trials), each training the dual step."""
     import json
     import subprocess
     import tempfile
 
-    child = []
-    skip = False
-    for a in argv:  # the same arguments, without --concurrent N and --out
-        if skip:
-            skip = False
-            continue
-        if a in ("--concurrent", "--out"):
-            skip = True
-            continue
-        if a.startswith(("--concurrent=", "--out=")):
-            continue
-        child.append(a)
+    child = ["--config", args.config, "--epochs", str(args.epochs), "--synthetic", str(args.synthetic)]
+    child += [a for s in args.overrides for a in ("--set", s)]
     with tempfile.TemporaryDirectory() as tmp:
 
         def run(n: int) -> list[float]:
