@@ -11,7 +11,8 @@ Keyed by: the format version, the image reader's bands, the stored short side, t
 file's name, size and modification time (stat'ed in parallel each time a split is opened). A changed
 file, another image size or other bands give a new key, hence a new entry, built once. Entries are
 never changed after they are published; an old one stays until the user deletes it. The only thing
-this module ever deletes is an unfinished build of its own (a `*.building-*` folder holding its marker).
+this module ever deletes is an unfinished build of its own (a `*.building-*` folder holding its marker,
+made on this host by a process that is gone).
 
 Layout of `<cache_dir>/<dataset>-<key>/`: `index.npy` (N x 5 int64: shard, byte offset, height,
 width, channels; height 0 = the file could not be decoded, read from the file again), `shard-NNNNN.u8`
