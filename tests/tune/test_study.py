@@ -151,7 +151,7 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
         missing = set(range(1, 7)) - set(epochs)
         assert epochs[-1] == 6 and len(missing) <= 1 and len(epochs) <= 6 + 2 * 3, (trial_id, epochs)
         assert epochs[: len(third.get(trial_id, []))] == third.get(trial_id, [])  # what was on record stays
-    assert len(killed.epochs) == 12 and not killed.epochs.duplicated(["trial_id", "epoch"]).any()
+    assert len(killed.epochs) >= 11 and not killed.epochs.duplicated(["trial_id", "epoch"]).any()  # 12 without the gap above
     assert checkpoints_outside(storage / "resume") == []  # relative storage: resolved once, in the driver
     # the checkpoint scratch folders the kills left behind were cleared by the resumed trials
     import tempfile
