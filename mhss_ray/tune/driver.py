@@ -14,6 +14,7 @@ import json
 import os
 import socket
 
+from .checkpoint_notes import read_reported, restored_as, rows_to_report_again, write_reported
 from .cluster import study_path
 from .console import summary_metrics, trial_line
 from .space import StudySpec
@@ -63,17 +64,27 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     trainer = Trainer(spec.trial_config(point))
     log = trial_line(trial_id) if trainer.world.is_main else (lambda line: None)  # one worker speaks for the trial
     checkpoint = session.get_checkpoint()
+    history: list[dict] = []  # every row this trial reported, saved with each checkpoint (checkpoint_notes)
     if checkpoint is not None:
         log(f"restoring its checkpoint (node {socket.gethostname()})")
         with checkpoint.as_directory() as folder:
             state = load_checkpoint(folder)
+            history = read_reported(folder)
+            again = rows_to_report_again(folder, state["epoch"])
         trainer.load_state_dict(state)
         log(f"resuming after epoch {state['epoch']}")
+        if again:  # a checkpoint --resume put in place of a deleted one: newer than Tune's state knows
+            log(f"reporting epoch {', '.join(str(r['epoch']) for r in again)} again: its checkpoint was newer than the study's state")
+        for row in again:
+            session.report(row)
     node_id = _node_id()
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        ckpt = session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        session.report({**metrics, **shown, "node_id": node_id}, checkpoint=ckpt)
+        row = {**metrics, **shown, "node_id": node_id}
+        history.append(row)
+        if checkpoint_dir:
+            write_reported(checkpoint_dir, history)
+        session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
     shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
     trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop)
@@ -193,6 +204,8 @@ def run_train(config: dict, spec: StudySpec) -> None:
     if (restored := tune.get_checkpoint()) is not None:
         with restored.as_directory() as folder, open(os.path.join(folder, POINTER_FILE)) as f:
             reported_epoch = json.load(f).get("epoch") or 0
+            noted = restored_as(folder)  # a pointer --resume put in place of a deleted one may be newer than Tune knows
+        reported_epoch = min(reported_epoch, noted) if noted is not None else reported_epoch
     for item in unreported_epochs(f"{study_path(spec)}/{train_run_name(trial_id)}", reported_epoch):
         forward(item)
 

@@ -64,10 +64,13 @@ def repair_checkpoints(path: str, trials) -> list[str]:
     newest complete checkpoint beside it, under the name Tune looks for. Tune deletes checkpoints beyond
     `num_to_keep` when it registers a new one and saves its state just after; a driver killed in between
     leaves a state naming a deleted checkpoint, and Tune refuses to restore the trial ("does not exist
-    on storage anymore", seen in the bucket kill test)."""
+    on storage anymore", seen in the bucket kill test). The copy may be newer than the deleted one,
+    with epochs whose rows never reached result.json: it is marked with the epoch the state knows, and
+    the restored trial reports the epochs after it again (checkpoint_notes)."""
     import pyarrow.fs
 
     from ..train.checkpoint import CHECKPOINT_FILE
+    from .checkpoint_notes import write_restored_as
     from .forward import POINTER_FILE
 
     def complete(fs, folder: str) -> bool:  # a trial's own checkpoint, or a Ray Train trial's pointer
@@ -89,6 +92,10 @@ def repair_checkpoints(path: str, trials) -> list[str]:
             continue  # nothing to restore from: Tune's own error names the checkpoint
         fs.create_dir(named)
         pyarrow.fs.copy_files(newest, named, source_filesystem=fs, destination_filesystem=fs)
+        latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+        known = (latest.metrics if latest is not None else {}).get("epoch")
+        if isinstance(known, int):  # the copy may be newer than the state: the trial reports the epochs between again
+            write_restored_as(fs, named, known)
         repaired.append(f"trial {trial.trial_id}: its checkpoint {name} was deleted before the study's state was saved; "
                         f"it resumes from a copy of {newest.rsplit('/', 1)[-1]}")  # fmt: skip
     return repaired

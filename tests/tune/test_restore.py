@@ -1,7 +1,8 @@
-"""A resume after a driver was killed between Tune deleting a checkpoint (num_to_keep) and saving its
-state: the checkpoint the state names is gone, and `--resume` puts the newest complete one in its place
-(mhss_ray.tune.resume_repair.repair_checkpoints)."""
+"""What `--resume` mends after a driver was killed between two of Tune's writes
+(mhss_ray.tune.resume_repair): a checkpoint the state names that Tune had deleted; result.json rows the
+state knows but the file lacks."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,31 +12,60 @@ from mhss_ray.train.checkpoint import CHECKPOINT_FILE
 
 @pytest.mark.slow
 def test_resume_repairs_a_latest_checkpoint_that_is_gone(killed_study, tmp_path):
-    """A copy of the killed study (the state right after its kill) whose trials' latest checkpoints
-    are deleted, as Tune's num_to_keep would between registering a newer one and saving its state."""
+    """A copy of the killed study (the state right after its kill, at epoch k) whose trials' latest
+    checkpoints are deleted, as Tune's num_to_keep does when it registers the next one, epoch k + 1's,
+    and the driver is killed before it saves its state or uploads that epoch's row to result.json
+    (seen in the three-kill test: the trial went on from epoch k + 1 and that epoch's row was never
+    written). `mhss-tune --resume` puts the newer checkpoint in place, and the trial reports epoch
+    k + 1 again from the rows saved with it: every epoch once, in order."""
+    import json
     import shutil
+    import subprocess
 
+    import torch
     from ray.tune import ExperimentAnalysis
 
-    from mhss_ray.tune.resume_repair import repair_checkpoints
+    from mhss_ray.tune.checkpoint_notes import REPORTED_FILE
 
     study = tmp_path / "resume"
     shutil.copytree(killed_study[3] / "resume", study)
-    named = {t.trial_id: t.checkpoint.path for t in ExperimentAnalysis(str(study)).trials if t.checkpoint}
-    assert named
-    for k, path in enumerate(named.values()):
-        if k == 0:
-            (Path(path) / CHECKPOINT_FILE).unlink()  # emptied, its folder left (a local delete under way)
-        else:
-            shutil.rmtree(path)  # gone (a bucket has no empty folders)
-        newer = Path(path).with_name("checkpoint_999999")  # a newer complete one, registered after the saved state
+    trials = [t for t in ExperimentAnalysis(str(study)).trials if t.checkpoint]
+    assert len(trials) == 2
+    marker = {}
+    for k, trial in enumerate(trials):
+        named = Path(trial.checkpoint.path)
+        at = trial.run_metadata.checkpoint_manager.latest_checkpoint_result.metrics["epoch"]
+        result = Path(trial.storage.trial_fs_path) / "result.json"
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        rows = [r for r in rows if r["epoch"] <= at]
+        result.write_text("".join(json.dumps(r) + "\n" for r in rows))  # epoch k + 1's row never reached it
+        # epoch k + 1's checkpoint, registered after the saved state: epoch k's, one epoch on, with the
+        # rows the trial saves beside each checkpoint (its own row carries a value to recognise it by)
+        newer = named.with_name("checkpoint_999999")
         newer.mkdir()
-        (newer / CHECKPOINT_FILE).write_bytes(b"newer")
-    lines = repair_checkpoints(str(study), ExperimentAnalysis(str(study)).trials)
-    assert len(lines) == len(named) and all("resumes from a copy of checkpoint_999999" in line for line in lines)
-    for path in named.values():
-        assert (Path(path) / CHECKPOINT_FILE).read_bytes() == b"newer"
-    assert repair_checkpoints(str(study), ExperimentAnalysis(str(study)).trials) == []  # nothing left to repair
+        state = torch.load(named / CHECKPOINT_FILE, weights_only=True)
+        torch.save({**state, "epoch": at + 1}, newer / CHECKPOINT_FILE)
+        marker[trial.trial_id] = 12.5 + k
+        kept = [{key: v for key, v in r.items() if key in ("epoch", "val_mAP", "test_mAP", "train_loss")} for r in rows]
+        (newer / REPORTED_FILE).write_text(json.dumps(kept + [{**kept[-1], "epoch": at + 1, "val_mAP": marker[trial.trial_id]}]))
+        if k == 0:
+            (named / CHECKPOINT_FILE).unlink()  # emptied, its folder left (a local delete under way)
+        else:
+            shutil.rmtree(named)  # gone (a bucket has no empty folders)
+
+    _, cmd, env, _ = killed_study
+    resumed = subprocess.run([*cmd[:-2], "--storage", str(tmp_path), "--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    out = resumed.stdout
+    for trial in trials:
+        at = trial.run_metadata.checkpoint_manager.latest_checkpoint_result.metrics["epoch"]
+        assert f"trial {trial.trial_id}: its checkpoint {Path(trial.checkpoint.path).name} was deleted" in out, out[-3000:]
+        assert re.search(rf"\[{trial.trial_id}\] resuming after epoch {at + 1}\b", out), out[-3000:]
+        assert f"[{trial.trial_id}] reporting epoch {at + 1} again" in out
+        rows = [json.loads(line) for line in (Path(trial.storage.trial_fs_path) / "result.json").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]  # every epoch once, in order
+        assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]  # Tune's count stays the epoch
+        assert rows[at]["val_mAP"] == marker[trial.trial_id]  # epoch k + 1: the row saved with its checkpoint
 
 
 @pytest.mark.slow
