@@ -174,6 +174,17 @@ def build_torch_trainer(point: dict, spec: StudySpec, trial_id: str, storage_pat
     )
 
 
+def epoch_tune_knows(pointer_folder: str) -> int:
+    """The epoch of a Ray Train trial's pointer checkpoint, as Tune's state knows it: a pointer that
+    --resume put in place of a deleted one may be newer, and is marked with the older epoch."""
+    from .forward import POINTER_FILE
+
+    with open(os.path.join(pointer_folder, POINTER_FILE)) as f:
+        epoch = json.load(f).get("epoch") or 0
+    noted = restored_as(pointer_folder)
+    return min(epoch, noted) if noted is not None else epoch
+
+
 def run_train(config: dict, spec: StudySpec) -> None:
     """Fit the trial's Train run in a thread; report each forwarded epoch to Tune from here."""
     import tempfile
@@ -202,10 +213,8 @@ def run_train(config: dict, spec: StudySpec) -> None:
     # a restarted trial: first the epochs Train persisted after the one Tune restored it from
     reported_epoch = 0
     if (restored := tune.get_checkpoint()) is not None:
-        with restored.as_directory() as folder, open(os.path.join(folder, POINTER_FILE)) as f:
-            reported_epoch = json.load(f).get("epoch") or 0
-            noted = restored_as(folder)  # a pointer --resume put in place of a deleted one may be newer than Tune knows
-        reported_epoch = min(reported_epoch, noted) if noted is not None else reported_epoch
+        with restored.as_directory() as folder:
+            reported_epoch = epoch_tune_knows(folder)
     for item in unreported_epochs(f"{study_path(spec)}/{train_run_name(trial_id)}", reported_epoch):
         forward(item)
 
