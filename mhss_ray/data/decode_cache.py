@@ -14,8 +14,9 @@ never changed after they are published; an old one stays until the user deletes 
 this module ever deletes is an unfinished build of its own (a `*.building-*` folder holding its marker,
 made on this host by a process that is gone).
 
-Layout of `<cache_dir>/<dataset>-<key>/`: `index.npy` (N x 5 int64: shard, byte offset, height,
-width, channels; height 0 = the file could not be decoded, read from the file again), `shard-NNNNN.u8`
+Layout of `<cache_dir>/<dataset>-<key>/`: `index.npy` (N x 6 int64: shard, byte offset, height,
+width, channels, CRC-32 of the pixels; height 0 = the file could not be decoded, read from the file
+again), `shard-NNNNN.u8`
 (the pixels, H x W x C each, back to back), `meta.json` (what it was built from, how long it took).
 Why this store: raw uint8 arrays in flat files are read by slicing a memory map (no decoding, no
 copying, no per-image Python object), chosen by measurement over Arrow IPC files and re-encoded PNGs
@@ -24,26 +25,32 @@ copying, no per-image Python object), chosen by measurement over Arrow IPC files
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import socket
+import sys
 import time
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ..errors import UserError
 from ..outputs import check_writable, inside
 from .transforms import CROP_SCALE
 
-VERSION = 1
+VERSION = 2  # 2: a CRC-32 per image in the index
+INDEX_COLUMNS = 6  # shard, byte offset, height, width, channels, CRC-32 of the pixels
 SHARD_BYTES = 1 << 30  # one memory map per GiB of pixels
 MARKER = "mhss-decode-cache-build"  # in an unfinished build's folder: proof that this module wrote it
 OFF = "off"
@@ -109,14 +116,49 @@ def cache_key(folder: str, names, bands, short: int, threads: int = 32) -> str:
     return h.hexdigest()[:20]
 
 
+class DamagedEntry(UserError):
+    """A published entry whose files no longer match its index (cut short, overwritten)."""
+
+    def __init__(self, folder: Path, what: str):
+        super().__init__(
+            f"decode cache entry {folder}: {what}; delete that folder to rebuild it (or set data.cache_dir: off to read the image files)"
+        )
+
+
+class ChecksumMismatch(Exception):
+    """An image's cached pixels differ from what was written (raised per image, see SplitCache)."""
+
+
 class DecodedImages:
     """Image i of a split -> its cached H x W x C uint8 array (a view of the memory map), or None when
-    the file could not be decoded at build time (the caller reads the file and reports it)."""
+    the file could not be decoded at build time (the caller reads the file and reports it).
 
-    def __init__(self, folder: Path):
+    Opening checks the index and the shard sizes (a cut-short entry: DamagedEntry); every read checks
+    the image's CRC-32 (about 0.1 ms for a 640 x 480 frame's pixels: ChecksumMismatch)."""
+
+    def __init__(self, folder: Path, expected: int | None = None):
         self.folder = Path(folder)
-        self.index = np.load(self.folder / "index.npy", mmap_mode="r")  # 40 bytes an image, shared like the pixels
+        try:  # 48 bytes an image, shared like the pixels
+            self.index = np.load(self.folder / "index.npy", mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise DamagedEntry(
+                self.folder, f"index.npy cannot be read ({str(exc).splitlines()[0][:80] if str(exc) else 'cut short'})"
+            ) from None
+        if self.index.ndim != 2 or self.index.shape[1] != INDEX_COLUMNS or (expected is not None and len(self.index) != expected):
+            raise DamagedEntry(self.folder, f"index.npy has shape {self.index.shape}, expected ({expected}, {INDEX_COLUMNS})")
+        self._check_shards()
         self._maps: dict[int, np.memmap] = {}
+
+    def _check_shards(self) -> None:
+        shard, offset, h, w, c = (np.asarray(self.index[:, k]) for k in range(5))
+        ends = offset + h * w * c
+        for s in np.unique(shard[h > 0]):
+            path = self.folder / f"shard-{int(s):05d}.u8"
+            need = int(ends[(shard == s) & (h > 0)].max())
+            have = path.stat().st_size if path.is_file() else -1
+            if have < need:
+                state = "missing" if have < 0 else f"{have} bytes"
+                raise DamagedEntry(self.folder, f"{path.name} is {state}, its index needs {need}")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -128,30 +170,52 @@ class DecodedImages:
         self.__init__(state["folder"])
 
     def __call__(self, i: int) -> np.ndarray | None:
-        shard, offset, h, w, c = (int(v) for v in self.index[i])
+        shard, offset, h, w, c, crc = (int(v) for v in self.index[i])
         if h == 0:
             return None
         if shard not in self._maps:
             self._maps[shard] = np.memmap(self.folder / f"shard-{shard:05d}.u8", dtype=np.uint8, mode="r")
-        return self._maps[shard][offset : offset + h * w * c].reshape(h, w, c)
+        pixels = self._maps[shard][offset : offset + h * w * c]
+        if zlib.crc32(pixels) != crc:
+            raise ChecksumMismatch(i)
+        return pixels.reshape(h, w, c)
 
 
 class SplitCache:
     """A split's cache entry, named but not yet opened: make_bundle attaches one to each split, every
     view of the split shares it, and `open()` (at the start of training, once every input has been
-    checked and the output folder accepted) builds or opens the entry. Until then the files are read."""
+    checked and the output folder accepted) builds or opens the entry. Until then the files are read.
+
+    An image whose cached pixels fail their checksum is decoded from its file again, shrunk as the
+    build shrinks it (so the run trains on what a sound entry holds), and said once per process."""
 
     def __init__(self, cache_dir: str, dataset: str, folder: str, names, reader: Callable, image_size: int, workers: int):
         self.args = (cache_dir, dataset, folder, names, reader, image_size)
         self.workers = workers
         self.images: DecodedImages | None = None
+        self._said = False
 
     def open(self, say: Callable[[str], None] = lambda line: print(line, flush=True), workers: int | None = None) -> None:
         if self.images is None:
             self.images = open_cache(*self.args, workers=self.workers if workers is None else workers, say=say)
 
     def __call__(self, i: int) -> np.ndarray | None:
-        return None if self.images is None else self.images(i)
+        if self.images is None:
+            return None
+        try:
+            return self.images(i)
+        except ChecksumMismatch:
+            _, _, folder, names, reader, image_size = self.args
+            name = names[i].as_py()
+            if not self._said:
+                self._said = True
+                print(
+                    f"decode cache entry {self.images.folder}: the cached pixels of {name} fail their checksum; decoding the "
+                    "image file of each such image instead (delete that folder to rebuild the entry)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return shrink(reader(os.path.join(folder, name)), stored_short_side(image_size))
 
 
 def open_split_caches(splits, say: Callable[[str], None] = lambda line: print(line, flush=True), workers: int | None = None) -> None:
@@ -187,7 +251,7 @@ def _write(target: Path, source: _Decode, workers: int, say: Callable[[str], Non
     from torch.utils.data import DataLoader
 
     n = len(source)
-    index = np.zeros((n, 5), np.int64)
+    index = np.zeros((n, INDEX_COLUMNS), np.int64)
     shard, offset, out = 0, 0, open(target / "shard-00000.u8", "wb")
     start = last = time.monotonic()
     loader = DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=8 if workers else None)
@@ -198,8 +262,9 @@ def _write(target: Path, source: _Decode, workers: int, say: Callable[[str], Non
                     out.close()
                     shard, offset = shard + 1, 0
                     out = open(target / f"shard-{shard:05d}.u8", "wb")
-                out.write(np.ascontiguousarray(array).tobytes())
-                index[i] = (shard, offset, *array.shape)
+                pixels = np.ascontiguousarray(array).tobytes()
+                out.write(pixels)
+                index[i] = (shard, offset, *array.shape, zlib.crc32(pixels))
                 offset += array.nbytes
             now = time.monotonic()
             if every_s and now - last >= every_s and done < n:
@@ -248,7 +313,26 @@ def _room_for(cache_dir: Path, source: _Decode) -> tuple[bool, str]:
     return True, ""
 
 
-def open_cache(
+@contextlib.contextmanager
+def _random_state_kept():
+    """Building must not move the run's random streams (torch's DataLoader draws a seed from the global
+    generator each time it is iterated): a run that builds the cache trains as one that reuses it."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+
+
+def open_cache(*args, **kwargs) -> DecodedImages | None:
+    """The split's cache entry: opened if it exists, else built first (one process at a time per entry:
+    the others wait for it). None, with one line said, when the disk has no room for it. The global
+    random generators are as they were before the call."""
+    with _random_state_kept():
+        return _open_or_build(*args, **kwargs)
+
+
+def _open_or_build(
     cache_dir: str | Path,
     dataset: str,
     folder: str,
@@ -259,15 +343,13 @@ def open_cache(
     say: Callable[[str], None] = lambda line: print(line, flush=True),
     every_s: float = 30.0,
 ) -> DecodedImages | None:
-    """The split's cache entry: opened if it exists, else built first (one process at a time per entry:
-    the others wait for it). None, with one line said, when the disk has no room for it."""
     short = stored_short_side(image_size)
     cache_dir = Path(cache_dir).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)
     entry = f"{dataset}-{cache_key(folder, names, getattr(reader, 'bands', None), short)}"
     final = cache_dir / entry
     if (final / "meta.json").is_file():
-        return DecodedImages(final)
+        return DecodedImages(final, len(names))
     with open(cache_dir / f"{entry}.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -275,7 +357,7 @@ def open_cache(
             say(f"decode cache: waiting for another process to finish building {final}")
             fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "meta.json").is_file():  # built while we waited
-            return DecodedImages(final)
+            return DecodedImages(final, len(names))
         _remove_unfinished(cache_dir, entry)
         source = _Decode(folder, names, reader, short)
         room, estimate = _room_for(cache_dir, source)
@@ -297,7 +379,7 @@ def open_cache(
             if not (final / "meta.json").is_file():
                 raise
             shutil.rmtree(building)  # another host published it first (a lock that did not reach it): ours goes
-            return DecodedImages(final)
+            return DecodedImages(final, len(names))
         (final / MARKER).unlink()  # after the rename: until then a killed build stays provably ours
         say(f"decode cache: built in {built['seconds']:.0f} s, {meta['bytes'] / 1e6:.0f} MB ({built['undecodable']} undecodable)")
-    return DecodedImages(final)
+    return DecodedImages(final, len(names))

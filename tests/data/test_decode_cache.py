@@ -180,3 +180,102 @@ def test_a_cache_inside_the_dataset_folder_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"data.cache_dir: .* is inside the dataset folder"):
         build_dataset(cfg)
     assert not (tmp_path / "uc" / "cache").exists()
+
+
+# -------------------------------------------------------------- through mhss-train: a result never changes silently
+
+TIMING = {"images_per_s", "train_seconds", "epoch_seconds"}
+
+
+def train_cli(args, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    code = "from mhss_ray.cli import train_main; train_main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def manifest_run(tmp_path_factory):
+    """A 60-image manifest and its config; a run with the cache off, one that builds the cache and one
+    that reuses it (same config and seed): (folder, config file, {name: metrics rows without timings})."""
+    from mhss_ray.data import fixtures
+    import yaml
+
+    t = tmp_path_factory.mktemp("cache-runs")
+    fixtures.write_manifest(t / "data", n=60, size=16, classes=("crack", "root", "deposit"))
+    cfg = {
+        "seed": 0,
+        "data": {"name": "manifest", "root": str(t / "data"), "image_size": 16, "batch_size": 16, "cache_dir": str(t / "cache")},
+        "noise": {"mode": "naive", "rate": 0.2},
+        "model": {"name": "resnet18"},
+        "method": {"name": "coteaching"},
+        "schedule": {"epochs": 2},
+        "runtime": {"device": "cpu", "threads": 1},
+    }
+    (t / "run.yaml").write_text(yaml.safe_dump(cfg))
+    rows = {}
+    for name, extra in (("off", ["--set", "data.cache_dir=off"]), ("build", []), ("reuse", [])):
+        proc = train_cli(["--config", t / "run.yaml", "--out", t / name, *extra])
+        assert proc.returncode == 0, proc.stderr
+        assert ("decoding 40 manifest images once" in proc.stdout) == (name == "build"), proc.stdout
+        rows[name] = metric_rows(t / name)
+    return t, rows
+
+
+def metric_rows(run: Path) -> list[dict]:
+    import json
+
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def test_cache_off_built_by_this_run_and_reused_train_identically(manifest_run):
+    _, rows = manifest_run
+    assert len(rows["off"]) == 2
+    # NaN != NaN: compare the JSON text
+    assert repr(rows["build"]) == repr(rows["off"]) and repr(rows["reuse"]) == repr(rows["off"])
+
+
+def entry(t: Path, images: int) -> Path:
+    """The cache entry of the split with `images` images (train 40, val 10 and test 10: the train one)."""
+    for folder in sorted((t / "cache").glob("manifest-*")):
+        if len(np.load(folder / "index.npy")) == images and (folder / "meta.json").is_file():
+            return folder
+    raise AssertionError("no such entry")
+
+
+def test_overwritten_shard_is_said_and_the_files_read_instead(manifest_run, tmp_path):
+    t, rows = manifest_run
+    shard = entry(t, 40) / "shard-00000.u8"
+    good = shard.read_bytes()
+    try:
+        shard.write_bytes(os.urandom(len(good)))  # same size: only the checksums can tell
+        proc = train_cli(["--config", t / "run.yaml", "--out", tmp_path / "run"])
+        assert proc.returncode == 0, proc.stderr
+        said = [line for line in proc.stderr.splitlines() if "checksum" in line]
+        assert len(said) == 1 and str(entry(t, 40)) in said[0] and "decoding the image file" in said[0], proc.stderr
+        assert repr(metric_rows(tmp_path / "run")) == repr(rows["off"])  # trained on the real pixels, not the garbage
+    finally:
+        shard.write_bytes(good)
+
+
+@pytest.mark.parametrize("damage", ["truncated-index", "truncated-shard", "missing-shard"])
+def test_damaged_entry_is_named_with_what_to_do(manifest_run, tmp_path, damage):
+    t, _ = manifest_run
+    folder = entry(t, 40)
+    target = folder / ("index.npy" if damage == "truncated-index" else "shard-00000.u8")
+    good = target.read_bytes()
+    try:
+        if damage == "missing-shard":
+            target.unlink()
+        else:
+            target.write_bytes(good[: len(good) // 2])
+        proc = train_cli(["--config", t / "run.yaml", "--out", tmp_path / "run"])
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and len(lines[0]) < 300 and "Traceback" not in proc.stderr, proc.stderr
+        assert str(folder) in lines[0] and "delete that folder" in lines[0] and "data.cache_dir: off" in lines[0]
+        assert "on_bad_image" not in lines[0]  # the image files are fine: never suggest dropping them
+        # nothing of the run but its config: --resume trains it once the entry is gone
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".mhss-run", "config.yaml"]
+    finally:
+        target.write_bytes(good)
