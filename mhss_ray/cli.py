@@ -18,6 +18,14 @@ def _run_cli(prog: str, body, argv) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from .disk_space import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}no space left on its disk; free some space and run the command again (--resume continues)", file=sys.stderr)
+        return 2
 
 
 def _train(argv) -> int:
@@ -45,6 +53,7 @@ def _train(argv) -> int:
     # Heavy imports after argument parsing, so --help and usage errors are instant.
     from .config import load_run_config
     from .data.decode_cache import AUTO, default_cache_dir
+    from .disk_space import check_room, checkpoint_bytes
     from .train.loop import Trainer
     from .train.run_folder import RunFolder
 
@@ -56,6 +65,7 @@ def _train(argv) -> int:
         folder = RunFolder(args.out)
         cfg, state = folder.open_for_resume()
         trainer = Trainer(cfg)
+        check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         if state is None:
             print(f"resuming {folder.path}: it stopped before its first checkpoint, starting at epoch 1", flush=True)
         else:
@@ -69,6 +79,7 @@ def _train(argv) -> int:
         if cfg.data.cache_dir == AUTO:
             cfg.data.cache_dir = default_cache_dir(folder.path, cfg.data.root)
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
+        check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     trainer.run(folder.report, log=lambda line: print(line, flush=True))
     summary = folder.write_summary(cfg, trainer.data.class_names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,7 +21,16 @@ def save_checkpoint(folder: str | Path, state: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CHECKPOINT_FILE
     tmp = folder / (CHECKPOINT_FILE + ".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed", without errno
+        tmp.unlink(missing_ok=True)
+        if "write" not in str(exc):
+            raise
+        raise OSError(errno.ENOSPC, "no space left on device (or the write failed)", str(tmp)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return path
 

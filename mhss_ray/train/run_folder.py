@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..config import RunConfig, from_dict, read_yaml
+from ..disk_space import disk_full_line, is_disk_full
 from ..errors import UserError
 from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, write_marker
 from ..methods.stats import SELECTION_KEYS
@@ -89,12 +90,21 @@ class RunFolder:
     def report(self, metrics: dict, checkpoint_dir: str) -> None:
         # Metrics first, checkpoint second: a kill in between leaves a metric line newer than the
         # checkpoint, which open_for_resume drops; the checkpoint file itself is replaced atomically.
-        with self.metrics_file.open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        self.checkpoint_dir.mkdir(exist_ok=True)
+        # A full disk: the partial copy goes, and the line newer than the last checkpoint is dropped
+        # by --resume, which carries on from that checkpoint once there is room again.
         tmp = self.checkpoint_dir / (CHECKPOINT_FILE + ".tmp")
-        shutil.copyfile(Path(checkpoint_dir) / CHECKPOINT_FILE, tmp)
-        os.replace(tmp, self.checkpoint_dir / CHECKPOINT_FILE)
+        source = Path(checkpoint_dir) / CHECKPOINT_FILE
+        try:
+            with self.metrics_file.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            self.checkpoint_dir.mkdir(exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, self.checkpoint_dir / CHECKPOINT_FILE)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if not is_disk_full(exc):
+                raise
+            raise UserError(disk_full_line("--out", self.path, source.stat().st_size, f"mhss-train --resume --out {self.path}")) from None
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_file.is_file():

@@ -238,7 +238,7 @@ def test_cache_off_built_by_this_run_and_reused_train_identically(manifest_run):
 def entry(t: Path, images: int) -> Path:
     """The cache entry of the split with `images` images (train 40, val 10 and test 10: the train one)."""
     for folder in sorted((t / "cache").glob("manifest-*")):
-        if len(np.load(folder / "index.npy")) == images and (folder / "meta.json").is_file():
+        if folder.is_dir() and (folder / "meta.json").is_file() and len(np.load(folder / "index.npy")) == images:
             return folder
     raise AssertionError("no such entry")
 
