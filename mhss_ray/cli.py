@@ -24,7 +24,10 @@ def _run_cli(prog: str, body, argv) -> int:
         if not is_disk_full(exc):
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}no space left on its disk; free some space and run the command again (--resume continues)", file=sys.stderr)
+        print(
+            f"{prog}: error: {where}no space left on its disk; free some space and run the command again (--resume continues)",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -149,10 +152,14 @@ def _tune(argv) -> int:
     if args.dry_run:
         return 0
     from .tune.cluster import study_path
-    from .tune.study import best_table, run_study
+    from .disk_space import disk_full_line
+    from .tune.study import StorageFull, best_table, run_study
 
     resume = "if-exists" if args.resume_or_start else args.resume
-    run = run_study(spec, address=args.address, resume=resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
+    try:
+        run = run_study(spec, address=args.address, resume=resume, overwrite=args.overwrite, shared_storage=args.shared_storage)
+    except StorageFull as full:
+        raise UserError(disk_full_line("--storage", full.folder, full.need, resume_command(argv))) from None
     if run.note:
         print(f"note: {run.note}", flush=True)
     results = run.results

@@ -14,6 +14,9 @@ from pathlib import Path
 from .errors import UserError
 
 MB = 1e6
+# What a study writes beside a trial's checkpoint (Tune's state, result rows, error files): kept free, so
+# that a study stopped by its disk can still save the state --resume reads
+STATE_MARGIN = 64 * 1_000_000
 # Optimiser state kept per weight: Adam's two moments, SGD's momentum buffer
 MOMENTS = {"adam": 2, "adamw": 2, "sgd": 1}
 
@@ -52,6 +55,16 @@ def check_room(folder: str | Path, need: int, key: str, what: str) -> None:
         raise UserError(
             f"{key} {folder}: {free / MB:.0f} MB free on its disk, {what} needs about {need / MB:.0f} MB; "
             "free some space or choose another folder"
+        )
+
+
+def check_storage_room(folder: str | Path, checkpoint: int) -> None:
+    """In a trial, before its checkpoint goes to the study folder: a full disk (OSError ENOSPC) while
+    there is still room for Tune's own files."""
+    free = free_bytes(folder)
+    if free < checkpoint + STATE_MARGIN:
+        raise OSError(
+            errno.ENOSPC, f"No space left on device for a checkpoint of {checkpoint / MB:.0f} MB ({free / MB:.0f} MB free)", str(folder)
         )
 
 

@@ -52,10 +52,15 @@ def small_disk(path: Path, size: str):
 def fill(disk: Path, leave_mb: int) -> Path:
     """A file that takes all the disk's free space but `leave_mb` MB."""
     filler = disk / "filler.bin"
-    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
     with open(filler, "wb") as f:
-        os.posix_fallocate(f.fileno(), 0, max(free - leave_mb * 1_000_000, 1))
-    return filler
+        for attempt in range(20):  # the run writes meanwhile: ask for a little less each time
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            try:
+                os.posix_fallocate(f.fileno(), 0, max(free - (leave_mb + 10 * attempt) * 1_000_000, 1))
+                return filler
+            except OSError:
+                continue
+    raise AssertionError("could not fill the disk")
 
 
 def command(main: str, *args) -> list[str]:
@@ -120,3 +125,60 @@ def test_train_on_a_disk_that_fills_stops_cleanly_and_resumes(tmp_path, config):
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         epochs = [yaml.safe_load(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert epochs == [1, 2, 3] and (out / "summary.json").is_file()
+
+
+def space(tmp_path, config: Path) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data["method"] = {"name": "coteaching", "noise_rate": 0.2, "noise_rate_source": "given"}
+    data["schedule"]["epochs"] = 2
+    data["search"] = {"method.alpha": {"dist": "uniform", "low": 0.5, "high": 1.5}}
+    data["tune"] = {
+        "num_samples": 2,
+        "max_concurrent_trials": 2,
+        "baselines": ["asl"],
+        "scheduler": {"name": "fifo"},
+        "search_alg": {"name": "random", "seed": 0},
+        "resources": {"workers": 0, "cpus_per_worker": 1},
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tune_refuses_a_storage_without_room_before_writing(tmp_path, config):
+    with small_disk(tmp_path / "disk", "40m") as disk:
+        before = snapshot(disk)
+        args = ["--space", space(tmp_path, config), "--storage", disk / "studies"]
+        proc = subprocess.run(command("tune_main", *args), env=env(), capture_output=True, text=True, timeout=300)
+        one_line(proc, f"--storage {disk / 'studies' / 'space'}", "MB free", "a checkpoint per trial (3, about")
+        assert snapshot(disk) == before
+
+
+def test_tune_on_a_storage_that_fills_stops_with_one_line_and_resumes(tmp_path, config):
+    space(tmp_path, config)
+    with small_disk(tmp_path / "disk", "1600m") as disk:
+        study = disk / "studies" / "space"
+        args = ["--space", "space.yaml", "--storage", "disk/studies"]  # relative, as typed: the line quotes them
+        tune = subprocess.Popen(
+            command("tune_main", *args), env=env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 300
+        while not list(study.glob("trial_*/checkpoint_*/checkpoint.pt")) and tune.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        filler = fill(disk, leave_mb=20)  # another process takes the space while the trials train
+        _, stderr = tune.communicate(timeout=600)
+        assert tune.returncode == 2 and "Traceback" not in stderr, stderr[-3000:]
+        last = stderr.strip().splitlines()[-1]  # Tune's own INFO lines come before it
+        assert last.startswith(f"mhss-tune: error: --storage {study}: no space left on its disk") and len(last) < 300, last
+        assert last.endswith("then: mhss-tune --space space.yaml --storage disk/studies --resume"), last
+        assert not list(study.rglob("*.tmp")) and not [p for p in study.glob("*.json") if p.stat().st_size == 0]
+
+        filler.unlink()
+        resumed = subprocess.run(
+            command("tune_main", *args, "--resume"), env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "3 trials, 0 errored" in resumed.stdout
+        for trial in study.glob("trial_*"):
+            epochs = [yaml.safe_load(line)["epoch"] for line in (trial / "result.json").read_text().splitlines()]
+            assert epochs == [1, 2], (trial, epochs)

@@ -56,6 +56,8 @@ INDEX_COLUMNS = 6  # shard, byte offset, height, width, channels, checksum of th
 def checksum(pixels) -> int:
     """XXH3 of the bytes, 63 bits (it fits the int64 index): about 7 us for a 640 x 480 frame's cached pixels."""
     return xxhash.xxh3_64_intdigest(pixels) & 0x7FFF_FFFF_FFFF_FFFF
+
+
 SHARD_BYTES = 1 << 30  # one memory map per GiB of pixels
 MARKER = "mhss-decode-cache-build"  # in an unfinished build's folder: proof that this module wrote it
 OFF = "off"

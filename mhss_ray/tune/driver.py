@@ -14,6 +14,8 @@ import json
 import os
 import socket
 
+from ..disk_space import check_storage_room
+from ..train.checkpoint import CHECKPOINT_FILE
 from .checkpoint_notes import read_reported, restored_as, rows_to_report_again, write_reported
 from .cluster import study_path
 from .console import summary_metrics, trial_line
@@ -78,11 +80,14 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
         for row in again:
             session.report(row)
     node_id = _node_id()
+    local_storage = None if "://" in str(spec.tune.storage_path) else study_path(spec)
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         row = {**metrics, **shown, "node_id": node_id}
         history.append(row)
         if checkpoint_dir:
+            if local_storage is not None:  # stop before a full disk cuts the study's own state files short
+                check_storage_room(local_storage, os.path.getsize(os.path.join(checkpoint_dir, CHECKPOINT_FILE)))
             write_reported(checkpoint_dir, history)
         session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 

@@ -12,6 +12,7 @@ takes the lock over and says so.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import socket
 import threading
@@ -104,9 +105,14 @@ class StudyLock:
                     f.write(data)
                 return True
             tmp = f"{path}.{self.token}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except OSError:  # a full disk: no half-written heartbeat left behind
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
             return True
         with self.fs.open_output_stream(self.file) as f:  # object stores: last writer wins, checked below
             f.write(data)

@@ -164,6 +164,77 @@ class _ResumeHint(logging.Filter):
         return True
 
 
+class StorageFull(Exception):
+    """The study's storage disk filled up: trials stopped on their checkpoints (mhss-tune says one line)."""
+
+    def __init__(self, folder: str, need: int):
+        super().__init__(folder)
+        self.folder, self.need = folder, need
+
+
+class _QuietDiskFull(logging.Filter):
+    """Tune logs each trial that died on a full disk with its whole traceback; mhss-tune says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not ((exc is not None and "No space left on device" in str(exc)) or "No space left on device" in record.getMessage())
+
+
+DISK_FULL_LOGGERS = (
+    "ray.tune.execution.tune_controller",
+    "ray.tune.execution.experiment_state",
+    "ray.train._internal.syncer",
+    "ray.tune.tune",
+)
+
+
+def local_storage_need(spec: StudySpec) -> tuple[str, int] | None:
+    """(the study folder, the bytes a checkpoint takes) for a study in a local folder, None for a bucket."""
+    if "://" in str(spec.tune.storage_path):
+        return None
+    from ..disk_space import checkpoint_bytes
+
+    return str(study_path(spec)), checkpoint_bytes(spec.base_config)
+
+
+def check_storage_room(spec: StudySpec) -> None:
+    """Room for every trial's kept checkpoint, and a second one for each running trial while it replaces
+    its first (num_to_keep 1); refused before anything is written."""
+    found = local_storage_need(spec)
+    if found is None:
+        return
+    from ..disk_space import check_room
+
+    folder, one = found
+    running = min(spec.num_trials, spec.tune.max_concurrent_trials or spec.num_trials)
+    check_room(
+        folder, one * (spec.num_trials + running), "--storage", f"a checkpoint per trial ({spec.num_trials}, about {one / 1e6:.0f} MB each)"
+    )
+
+
+def _fit_or_storage_full(tuner, spec: StudySpec):
+    """tuner.fit(); StorageFull when trials died because the storage disk is full (Tune then fails even
+    to read their error files, which it could not write)."""
+    from ..disk_space import STATE_MARGIN, free_bytes
+
+    quiet = _QuietDiskFull()
+    for name in DISK_FULL_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    found = local_storage_need(spec)
+    try:
+        results = tuner.fit()
+    except Exception:
+        if found and free_bytes(found[0]) < found[1] + STATE_MARGIN:
+            raise StorageFull(*found) from None
+        raise
+    finally:
+        for name in DISK_FULL_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+    if found and free_bytes(found[0]) < found[1] + STATE_MARGIN and any(r.error for r in results):
+        raise StorageFull(*found)
+    return results
+
+
 @dataclass
 class StudyRun:
     results: object  # Tune's ResultGrid
@@ -181,6 +252,7 @@ def run_study(
     the study (tune/lock.py)."""
     check_storage(spec.tune.storage_path, address, shared_storage)  # before anything starts
     check_cache_here(spec, address)
+    check_storage_room(spec)
     path = study_path(spec)
     lock = StudyLock(path)
     lock.check_free()
@@ -215,7 +287,7 @@ def run_study(
         tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()
         logging.getLogger("ray.tune.tune").addFilter(hint)
-        results = tuner.fit()
+        results = _fit_or_storage_full(tuner, spec)
         return StudyRun(results, hint.interrupted, note)
     finally:
         lock.release()
