@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from .errors import TrainingDiverged, UserError
 
 
-def _run_cli(prog: str, body, argv) -> int:
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is so that every `finally` removes what it was writing."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _run_cli(prog: str, body, argv, clean_on_sigterm: bool = False) -> int:
+    if clean_on_sigterm:  # the commands that write through temporary files (mhss-analyze, -audit, -predict)
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return body(argv) or 0
+    except Terminated:
+        print(f"{prog}: terminated; nothing half-written was left", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except (UserError, TrainingDiverged) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -240,7 +254,7 @@ def _analyze(argv) -> int:
 
 
 def analyze_main(argv=None) -> int:
-    sys.exit(_run_cli("mhss-analyze", _analyze, argv))
+    sys.exit(_run_cli("mhss-analyze", _analyze, argv, clean_on_sigterm=True))
 
 
 def _audit(argv) -> int:
@@ -275,7 +289,7 @@ def _audit(argv) -> int:
 
 
 def audit_main(argv=None) -> int:
-    sys.exit(_run_cli("mhss-audit", _audit, argv))
+    sys.exit(_run_cli("mhss-audit", _audit, argv, clean_on_sigterm=True))
 
 
 def _predict(argv) -> int:
@@ -310,7 +324,7 @@ def _predict(argv) -> int:
 
 
 def predict_main(argv=None) -> int:
-    sys.exit(_run_cli("mhss-predict", _predict, argv))
+    sys.exit(_run_cli("mhss-predict", _predict, argv, clean_on_sigterm=True))
 
 
 if __name__ == "__main__":

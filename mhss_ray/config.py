@@ -59,6 +59,7 @@ class DataConfig:
     mean: Optional[list[float]] = None  # per channel, 0..1 scale; default: the dataset's own
     std: Optional[list[float]] = None
     on_bad_image: Literal["error", "skip"] = "error"  # an image that cannot be decoded during training
+    follow_links: bool = False  # read images through links that lead outside the dataset folder (off: refused, like ../ paths)
     class_weights: Optional[dict] = None  # {class: weight} for F2-CIW; sewerml: the official weights
     # treesat
     label_threshold: float = num(0.07, 0.0, 1.0)  # a genus counts when its area share is >= this
@@ -420,17 +421,26 @@ def _check_run(cfg: RunConfig) -> None:
             "predictions (keep warmup >= q)"
         )
     if spec.forgets and m.noise_rate_source == "given":
-        check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate)
+        check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate, granularity=m.granularity)
 
 
-def check_forget_rates(alpha: float, rates: list[float], rate: float | None = None, source: str = "method.noise_rates") -> None:
-    """A forget rate alpha * eps_c of 1 or more drops every entry of that class: nothing to train on."""
+# A forget rate at or above this rounds to 1 at the 6 decimals the selection counts with (METHODS.md section 3)
+FORGETS_ALL = 0.9999995
+
+
+def check_forget_rates(
+    alpha: float, rates: list[float], rate: float | None = None, source: str = "method.noise_rates", granularity: str = "per_class"
+) -> None:
+    """A forget rate alpha * eps_c that rounds to 1 drops every entry of that class: nothing to train on.
+    With `granularity: global` the selection uses one rate, the mean: that is the one judged."""
     named = [(f"{source}[{i}]", r) for i, r in enumerate(rates)] + ([("method.noise_rate", rate)] if rate is not None else [])
+    if granularity == "global" and rates:
+        named = [(f"the mean of {source} (granularity global)", sum(rates) / len(rates))]
     for key, r in named:
-        if alpha * r >= 1:
+        if alpha * r >= FORGETS_ALL:
             raise UserError(
-                f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.3g}, a forget rate of 1 or more: that class would "
-                "train on nothing"
+                f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.7g}, a forget rate of 1 (to 6 decimals) or more: "
+                "that class would train on nothing"
             )
 
 

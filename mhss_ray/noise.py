@@ -62,7 +62,7 @@ def inject_naive(clean: np.ndarray, rate: float, rng: np.random.Generator) -> No
     for c in range(clean.shape[1]):
         pos = np.flatnonzero(clean[:, c] == 1)
         neg = np.flatnonzero(clean[:, c] == 0)
-        k = min(int(np.floor(rate * len(pos))), len(neg))
+        k = min(int(np.floor(rate * len(pos) + 1e-9)), len(neg))  # METHODS.md section 9: 0.7 of 90 flips 63
         noisy[rng.choice(pos, k, replace=False), c] = 0
         noisy[rng.choice(neg, k, replace=False), c] = 1
     return _result(clean, noisy)
@@ -174,7 +174,7 @@ def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) ->
         eps_c = torch.tensor(given, dtype=torch.float32, device=observed.device)
     eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
     check_forget_rates(
-        m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c"
+        m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c", m.granularity
     )  # the oracle's rates are known only now
     return eps_c, eps
 
@@ -195,7 +195,11 @@ def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor,
         rates = torch.stack([m.omission_share * wrong / n_neg, (1 - m.omission_share) * wrong / n_pos])
     rates = rates.clamp(0.0, 1.0).float()
     check_forget_rates(
-        m.alpha, [float(x) for x in rates.flatten()], None, f"{m.noise_rate_source} per-polarity eps (negatives, then positives)"
+        m.alpha,
+        [float(x) for x in rates.flatten()],
+        None,
+        f"{m.noise_rate_source} per-polarity eps (negatives, then positives)",
+        m.granularity,
     )
     return rates
 

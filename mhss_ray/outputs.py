@@ -145,6 +145,7 @@ def write_table(table, path: Path) -> None:
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, index=False)
+        tmp.chmod(user_mode(directory=False))  # mkstemp makes it private; the table is the user's, under their umask
         try:
             os.link(tmp, path)
         except FileExistsError:

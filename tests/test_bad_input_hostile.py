@@ -82,6 +82,26 @@ def manifest(t):
     return t / "data"
 
 
+def manifest_row(t, new_name: str):
+    """The manifest fixture with row 7's image named `new_name` (the file it named still there)."""
+    root = manifest(t)
+    table = (root / "manifest.csv").read_text().replace("images/img_005.png", new_name)
+    (root / "manifest.csv").write_text(table)
+    return ["--config", tiny(t, data__name="manifest", data__root=str(root))]
+
+
+def linked_outside(t, folder_link: bool):
+    """A link inside the data root to images outside it: a linked folder, or one linked file."""
+    fixtures.write_manifest(t / "elsewhere", n=8, size=16, seed=1)
+    root = manifest(t)
+    if folder_link:
+        (root / "shared").symlink_to(t / "elsewhere" / "images")
+        return manifest_row(t, "shared/img_005.png")
+    (root / "images" / "img_005.png").unlink()
+    (root / "images" / "img_005.png").symlink_to(t / "elsewhere" / "images" / "img_005.png")
+    return ["--config", tiny(t, data__name="manifest", data__root=str(root))]
+
+
 def treesat(t, edit=None):
     shares, train, test = fixtures.write_treesat(t / "ts", n_train=12, n_test=4, size=16)
     if edit:
@@ -130,6 +150,30 @@ CASES = [
         train_main,
         lambda t: ["--config", tiny(t, data__name="manifest", data__root=str(manifest(t))), "--out", str(t / "data"), "--overwrite"],
         "is the data.root that mhss-train reads",
+    ),
+    (
+        "train-manifest-path-outside-root",
+        train_main,
+        lambda t: manifest_row(t, "../data/images/img_005.png"),  # the file exists: it is refused for where it is
+        "image ../data/images/img_005.png is outside the dataset folder",
+    ),
+    (
+        "train-manifest-absolute-path",
+        train_main,
+        lambda t: manifest_row(t, str(t / "data" / "images" / "img_005.png")),
+        "is outside the dataset folder",
+    ),
+    (
+        "train-link-to-a-folder-outside-root",
+        train_main,
+        lambda t: linked_outside(t, folder_link=True),
+        "image shared/img_005.png is read through the link shared outside the dataset folder (set data.follow_links: true",
+    ),
+    (
+        "train-link-to-a-file-outside-root",
+        train_main,
+        lambda t: linked_outside(t, folder_link=False),
+        "image images/img_005.png is a link outside the dataset folder (set data.follow_links: true",
     ),
     (
         "train-cache-inside-data-root",

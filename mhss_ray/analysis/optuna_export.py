@@ -126,12 +126,29 @@ def check_export(tables: StudyTables, storage: str) -> None:
         existing = set(optuna.get_all_study_names(storage))
     except Exception as exc:  # a bad URL or an unreachable database: SQLAlchemy's and Optuna's errors vary
         raise UserError(f"--optuna-storage {storage}: cannot open ({str(exc).splitlines()[0][:160]})") from None
+    _check_writes(storage)
     taken = sorted(existing & set(tables.info))
     if taken:
         raise UserError(
             f"--optuna-storage {storage}: already holds a study named {taken[0]!r}; export into another storage, "
             "or delete that one first (optuna delete-study)"
         )
+
+
+def _check_writes(storage: str) -> None:
+    """The storage takes writes: an UPDATE of no row opens a write transaction (refused by a read-only
+    database or mount, or a user without write rights) and is rolled back, changing nothing."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(storage)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("UPDATE studies SET study_name = study_name WHERE 1 = 0"))
+            conn.rollback()
+    except Exception as exc:  # noqa: BLE001  (drivers differ: the first line of theirs says why)
+        raise UserError(f"--optuna-storage {storage}: cannot write ({str(exc).splitlines()[0][:160]})") from None
+    finally:
+        engine.dispose()
 
 
 def export(tables: StudyTables, storage: str) -> list[str]:

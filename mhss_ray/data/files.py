@@ -18,14 +18,17 @@ from .tables import first_true, row_name
 CHUNK = 65536
 
 
-def list_files(folder: Path) -> pa.StringArray:
+def list_files(folder: Path, follow_links: bool = False, escapes: dict | None = None) -> pa.StringArray:
     """Every file under `folder`, as paths relative to it with '/' separators. Names move into Arrow
     memory in chunks, so a million files never sit in one Python list. Linked folders are followed
-    once each: a link back to a folder already listed (a loop) is not entered again."""
+    once each: a link back to a folder already listed (a loop) is not entered again. A link that leads
+    outside `folder` is left out unless `follow_links` (data.follow_links), like a `../` name: a run
+    reads the dataset folder and nothing else; `escapes` receives {its relative name: its target}."""
     chunks: list[pa.Array] = []
     found: list[str] = []
     stack = [(str(folder), "")]
     seen: set[tuple[int, int]] = set()
+    top = os.path.realpath(folder)
     while stack:
         path, prefix = stack.pop()
         try:
@@ -35,6 +38,12 @@ def list_files(folder: Path) -> pa.StringArray:
             seen.add((info.st_dev, info.st_ino))
             with os.scandir(path) as entries:
                 for entry in entries:
+                    if not follow_links and entry.is_symlink():
+                        target = os.path.realpath(entry.path)
+                        if os.path.commonpath([top, target]) != top:
+                            if escapes is not None:
+                                escapes[prefix + entry.name] = target
+                            continue
                     if _is_dir(entry):
                         stack.append((entry.path, prefix + entry.name + "/"))
                     else:
@@ -59,9 +68,31 @@ def missing_mask(names: pa.StringArray, listing: pa.StringArray) -> np.ndarray:
     return ~pc.is_in(names, value_set=listing).to_numpy(zero_copy_only=False)
 
 
-def check_files(names: pa.StringArray, folder: Path, table: Path, listing: pa.StringArray | None = None) -> None:
-    """Every name of `table` is a file under `folder`; the first missing one is named with its row."""
-    missing = missing_mask(names, list_files(folder) if listing is None else listing)
+def check_files(
+    names: pa.StringArray,
+    folder: Path,
+    table: Path,
+    listing: pa.StringArray | None = None,
+    follow_links: bool = False,
+    escapes: dict | None = None,
+) -> None:
+    """Every name of `table` is a file under `folder`; the first missing one is named with its row,
+    and why: not there, outside the folder, or reached through a link that leads outside it."""
+    escapes = {} if escapes is None else escapes  # filled by the listing (or by the caller's)
+    missing = missing_mask(names, list_files(folder, follow_links, escapes) if listing is None else listing)
     if missing.any():
         i = first_true(missing)
-        raise UserError(f"{row_name(table, i)}: image {folder / names[i].as_py()} not found")
+        raise UserError(f"{row_name(table, i)}: image {why_missing(names[i].as_py(), folder, escapes)}")
+
+
+def why_missing(name: str, folder: Path, escapes: dict[str, str]) -> str:
+    normal = os.path.normpath(name)
+    if os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep):
+        return f"{name} is outside the dataset folder {folder} (image paths are relative to it and stay inside it)"
+    parts = normal.split(os.sep)
+    for n in range(1, len(parts) + 1):
+        link = "/".join(parts[:n])
+        if link in escapes:
+            through = "is a link" if link == "/".join(parts) else f"is read through the link {link}"
+            return f"{name} {through} outside the dataset folder (set data.follow_links: true to allow it), to {escapes[link]}"
+    return f"{folder / name} not found"

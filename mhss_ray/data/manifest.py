@@ -88,7 +88,7 @@ def build(cfg: RunConfig) -> DataBundle:
     root = root_folder(cfg)
     path = manifest_path(cfg)
     table, names, classes, labels = read_manifest(path, cfg)
-    check_files(names, root, path)
+    check_files(names, root, path, follow_links=cfg.data.follow_links)
     everything = Part(root, names, labels, path)
     if cfg.data.split_column in table.column_names:
         code = split_of_rows(table, cfg.data.split_column, path)

@@ -43,14 +43,15 @@ def read_csv(path: Path) -> tuple[pa.StringArray, np.ndarray]:
     return file_column(table, "Filename", path), label_matrix(table, CLASSES, path)
 
 
-def image_folder(root: Path, split: str, names: pa.StringArray, csv: Path) -> Path:
+def image_folder(root: Path, split: str, names: pa.StringArray, csv: Path, follow_links: bool = False) -> Path:
     """The folder of a split's images: the root itself or a per-split folder, whichever holds them;
     it is listed once and every name checked against the listing."""
     candidates = [root] + [root / f for f in SPLIT_FOLDERS[split] if (root / f).is_dir()]
     for folder in candidates:
-        listing = list_files(folder)
+        escapes: dict[str, str] = {}
+        listing = list_files(folder, follow_links, escapes)
         if not missing_mask(names.slice(0, 1), listing).any():
-            check_files(names, folder, csv, listing)
+            check_files(names, folder, csv, listing, follow_links, escapes)
             return folder
     tried = ", ".join(str(c) for c in candidates)
     raise UserError(f"{csv} line 2: image {names[0].as_py()!r} not found (looked in {tried})")
@@ -64,7 +65,7 @@ def build(cfg: RunConfig) -> DataBundle:
         names, labels = read_csv(path)
         if len(names) == 0:
             raise UserError(f"{path}: the {split} split is empty")
-        parts[split] = Part(image_folder(root, split, names, path), names, labels, path)
+        parts[split] = Part(image_folder(root, split, names, path, cfg.data.follow_links), names, labels, path)
     verified = None
     if cfg.noise.clean_subset:
         path = Path(cfg.noise.clean_subset).expanduser()

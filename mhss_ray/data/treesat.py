@@ -94,7 +94,7 @@ def build(cfg: RunConfig) -> DataBundle:
         path, names = read_split(root, split, labels)
         files = pa.array(names, pa.string())
         if names:
-            check_files(files, root / IMAGES, path)
+            check_files(files, root / IMAGES, path, follow_links=cfg.data.follow_links)
         parts[split] = Part(root / IMAGES, files, label_rows(names, labels, classes, cfg.data.label_threshold), path)
     train, val = carve_validation(parts["train"], cfg)
     bands = cfg.data.bands

@@ -44,7 +44,7 @@ def build(cfg: RunConfig) -> DataBundle:
     names = file_column(table, columns[0], path)
     # agricultural00 -> agricultural/agricultural00.tif under Images/
     files = pc.replace_substring_regex(names, r"^(.*?)(\d+)$", r"\1/\1\2.tif")
-    check_files(files, root / IMAGES, path)
+    check_files(files, root / IMAGES, path, follow_links=cfg.data.follow_links)
     parts = three_way(Part(root / IMAGES, files, labels, path), cfg)
     return make_bundle(cfg, classes, parts, ImageReader(), IMAGENET_MEAN, IMAGENET_STD)
 

@@ -77,11 +77,13 @@ class CoSELFIE(EstimatesRates, Method):
     def tau(self) -> torch.Tensor:
         return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)
 
-    def refurbishable(self, k: int, indices: torch.Tensor, selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def refurbishable(
+        self, k: int, indices: torch.Tensor, selected: torch.Tensor, current: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(R_k, majority label) of network k for the batch: certain entries its small-loss trick
-        rejected (revision 2); empty until the history is full."""
+        rejected (revision 2); empty until the history is full. A tie keeps the `current` label."""
         history = self.histories[k]
-        majority = history.majority(indices)
+        majority = history.majority(indices, current)
         if self.epoch + 1 < history.q:  # every sample is recorded once per epoch
             return torch.zeros_like(majority, dtype=torch.bool), majority
         return ~selected & (history.uncertainty(indices) <= self.cfg.theta), majority
@@ -108,7 +110,7 @@ class CoSELFIE(EstimatesRates, Method):
         # S_k is ranked on the labels before this batch's corrections; only entries it rejects are refurbished
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, old)]
-        r = [self.refurbishable(k, indices, masks[k]) for k in range(2)]
+        r = [self.refurbishable(k, indices, masks[k], old[k]) for k in range(2)]
         if self.budget is not None:
             r = [(self.within_budget(k, indices, rk, mk, old[k]), mk) for k, (rk, mk) in enumerate(r)]
         refurb, labels = self.correct(indices, old, r)

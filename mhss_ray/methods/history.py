@@ -49,8 +49,10 @@ class PredictionHistory:
         """u = H(m) / log 2, m the fraction of positive predictions (binary entropy in bits)."""
         return binary_entropy_bits(self.positive_fraction(indices))
 
-    def majority(self, indices: torch.Tensor) -> torch.Tensor:
-        return (self.positive_fraction(indices) > 0.5).to(torch.uint8)
+    def majority(self, indices: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """The majority prediction; on an exact tie (m = 0.5, even q) the current label (METHODS.md section 5)."""
+        m = self.positive_fraction(indices)
+        return torch.where(m == 0.5, current.to(torch.uint8), (m > 0.5).to(torch.uint8))
 
     def state_dict(self) -> dict:
         return {"bits": self.bits.cpu(), "q": self.q}

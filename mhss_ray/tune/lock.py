@@ -4,9 +4,10 @@ Two `mhss-tune` runs of one study would interleave their trials and experiment s
 folder. The driver that starts (or resumes, or overwrites) a study writes `mhss_study.lock` (host,
 pid, a random token, a heartbeat time refreshed every HEARTBEAT_S seconds) and removes it when it
 ends. A second driver is refused with the holder's host and pid. A driver that crashed leaves the
-file behind; it counts as gone when its pid is dead on this host, or when its heartbeat is older
-than STALE_S (a driver on another machine, e.g. a KubeRay head that was lost): then the next driver
-takes the lock over and says so.
+file behind; on this host it counts as gone when its pid has ended (or names a process started
+later), whatever its heartbeat; a driver on another machine (e.g. a KubeRay head that was lost)
+counts as gone when its heartbeat is older than STALE_S. Then the next driver takes the lock over
+and says so.
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+def _process_started(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22), None where unknown:
+    tells a live holder from a process that took its pid after it ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class StudyLock:
@@ -67,8 +78,16 @@ class StudyLock:
         if not holder:
             return "its lock file is unreadable"
         age = time.time() - float(holder.get("heartbeat", 0) or 0)
-        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
-            return f"pid {holder['pid']} on this host has ended"
+        pid = holder.get("pid")
+        if holder.get("host") == socket.gethostname() and isinstance(pid, int):
+            # on this host the process itself is the truth: a live holder keeps its lock however old its
+            # heartbeat (a driver stopped with Ctrl-Z, or starved), unless its pid now names another process
+            if not _pid_alive(pid):
+                return f"pid {pid} on this host has ended"
+            started = holder.get("pid_started")
+            if started is not None and _process_started(pid) not in (None, started):
+                return f"pid {pid} on this host is another process now"
+            return None
         if age > STALE_S:
             return f"no heartbeat for {age:.0f} s"
         return None
@@ -89,7 +108,14 @@ class StudyLock:
     def _content(self) -> bytes:
         now = time.time()
         return json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": self._started, "heartbeat": now}
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "pid_started": _process_started(os.getpid()),
+                "token": self.token,
+                "started": self._started,
+                "heartbeat": now,
+            }
         ).encode()
 
     def _write(self, exclusive: bool) -> bool:

@@ -303,7 +303,7 @@ def _check_forget_rate_extremes(base_cfg: RunConfig, dims: list[Dimension]) -> N
         return
     alpha = top.get("method.alpha", m.alpha)
     try:
-        check_forget_rates(alpha, rates or m.noise_rates or [], top.get("method.noise_rate", m.noise_rate))
+        check_forget_rates(alpha, rates or m.noise_rates or [], top.get("method.noise_rate", m.noise_rate), granularity=m.granularity)
     except UserError as exc:
         raise UserError(f"search: the largest searched values together: {exc}") from None
 

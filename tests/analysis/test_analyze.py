@@ -177,6 +177,36 @@ def test_optuna_export_reads_back_every_trial_param_and_epoch(studies, tmp_path)
     assert not (tmp_path / "again").exists() and len(optuna.load_study(study_name="demo", storage=url).trials) == len(searched)
 
 
+def test_a_read_only_optuna_storage_is_refused_before_anything_is_written(studies, tmp_path):
+    import optuna
+
+    storage, _, env = studies
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'ro.db'}", study_name="other")
+    url = f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true"  # SQLite's read-only connection
+    before = (tmp_path / "ro.db").read_bytes()
+    proc = analyze([storage / "demo", "--out", tmp_path / "out", "--optuna-storage", url], env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--optuna-storage {url}: cannot write" in lines[0] and "readonly database" in lines[0]
+    assert not (tmp_path / "out").exists() and (tmp_path / "ro.db").read_bytes() == before
+
+
+def test_sigterm_leaves_no_temporary_folder(studies, tmp_path):
+    import signal
+    import time
+
+    storage, _, env = studies
+    proc = subprocess.Popen(ANALYZE + [str(storage / "demo"), "--out", str(tmp_path / "out")], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".out-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the analysis ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the hidden folder nor a half analysis
+
+
 def test_notebook_runs_against_the_study(studies, tmp_path):
     import nbformat
     from nbclient import NotebookClient

@@ -50,6 +50,18 @@ def test_predicting_the_runs_own_test_split_reproduces_its_recorded_test_map(ucm
     assert ((probs >= state_thresholds) == table[classes].to_numpy().astype(bool)).all()
 
 
+def test_the_table_gets_the_users_umask_permissions(ucmerced_run, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert run_predict("--from", ucmerced_run / "run", "--images", "val", "--out", tmp_path / "val.csv") == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "val.csv").stat().st_mode) == 0o644  # as any file the user makes (was 0600)
+
+
 def test_a_folder_and_a_manifest_of_image_files_are_predicted_in_the_same_way(ucmerced_run, tmp_path):
     run, images = ucmerced_run / "run", ucmerced_run / "data" / "Images"
     files = sorted(p for p in images.rglob("*.tif"))
