@@ -71,6 +71,7 @@ def _train(argv) -> int:
     from .config import load_run_config
     from .data.decode_cache import AUTO, default_cache_dir
     from .disk_space import check_room, checkpoint_bytes
+    from .outputs import check_writable
     from .train.loop import Trainer
     from .train.run_folder import RunFolder
 
@@ -96,6 +97,7 @@ def _train(argv) -> int:
         if cfg.data.cache_dir == AUTO:
             cfg.data.cache_dir = default_cache_dir(folder.path, cfg.data.root)
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
+        check_writable(folder.path, "--out")
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     trainer.run(folder.report, log=lambda line: print(line, flush=True))

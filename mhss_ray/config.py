@@ -439,7 +439,7 @@ def check_forget_rates(
     for key, r in named:
         if alpha * r >= FORGETS_ALL:
             raise UserError(
-                f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.7g}, a forget rate of 1 (to 6 decimals) or more: "
+                f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.7g}, a forget rate of 1 or more (at 6 decimals): "
                 "that class would train on nothing"
             )
 

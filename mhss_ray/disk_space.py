@@ -33,6 +33,13 @@ def free_bytes(folder: str | Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def total_bytes(folder: str | Path) -> int:
+    path = Path(folder).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).total
+
+
 def checkpoint_bytes(cfg) -> int:
     """About how large one checkpoint of a run of `cfg` is, from the network built without memory
     (torch's meta device: no weights allocated, nothing downloaded)."""
@@ -49,9 +56,10 @@ def checkpoint_bytes(cfg) -> int:
 
 
 def check_room(folder: str | Path, need: int, key: str, what: str) -> None:
-    """UserError naming `key folder` unless its disk has `need` bytes free."""
+    """UserError naming `key folder` unless its disk has `need` bytes free (a pseudo filesystem such as
+    /proc reports no size at all: left to the write itself to refuse)."""
     free = free_bytes(folder)
-    if free < need:
+    if free < need and total_bytes(folder) > 0:
         raise UserError(
             f"{key} {folder}: {free / MB:.0f} MB free on its disk, {what} needs about {need / MB:.0f} MB; "
             "free some space or choose another folder"

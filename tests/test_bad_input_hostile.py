@@ -154,14 +154,14 @@ CASES = [
     (
         "train-manifest-path-outside-root",
         train_main,
-        lambda t: manifest_row(t, "../data/images/img_005.png"),  # the file exists: it is refused for where it is
-        "image ../data/images/img_005.png is outside the dataset folder",
+        lambda t: (fixtures.write_manifest(t / "elsewhere", n=8, size=16), manifest_row(t, "../elsewhere/images/img_005.png"))[1],
+        "image ../elsewhere/images/img_005.png is outside the dataset folder",  # it exists: refused for where it is
     ),
     (
         "train-manifest-absolute-path",
         train_main,
-        lambda t: manifest_row(t, str(t / "data" / "images" / "img_005.png")),
-        "is outside the dataset folder",
+        lambda t: manifest_row(t, str(t / "data" / "images" / "img_005.png")),  # inside the root, but not as the rows are matched
+        ": write it as images/img_005.png (paths are matched as written",
     ),
     (
         "train-link-to-a-folder-outside-root",

@@ -87,8 +87,11 @@ def check_files(
 
 def why_missing(name: str, folder: Path, escapes: dict[str, str]) -> str:
     normal = os.path.normpath(name)
-    if os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep):
+    where = os.path.normpath(os.path.join(folder, name))
+    if os.path.commonpath([os.path.normpath(folder), where]) != os.path.normpath(folder):
         return f"{name} is outside the dataset folder {folder} (image paths are relative to it and stay inside it)"
+    if (normal != name or os.path.isabs(name)) and os.path.exists(where):
+        return f"{name}: write it as {os.path.relpath(where, folder)} (paths are matched as written, relative to {folder})"
     parts = normal.split(os.sep)
     for n in range(1, len(parts) + 1):
         link = "/".join(parts[:n])
