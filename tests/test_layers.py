@@ -14,6 +14,7 @@ RANKS = {
     "yaml_files": 1,
     "registry": 2,
     "config": 3,
+    "disk_space": 3,
     "outputs": 4,
     "study_record": 4,
     "noise": 4,
