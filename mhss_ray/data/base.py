@@ -42,24 +42,28 @@ class DataBundle:
 
 
 class InMemoryImages(Dataset):
-    """Small datasets built in memory (uint8 N x C x H x W), normalised per item."""
+    """Small datasets built in memory (uint8 N x C x H x W), normalised per item; the training split
+    through `augment` (data.randaugment: views.UInt8RandAugment), the others plain."""
 
-    def __init__(self, images: torch.Tensor, mean: float, std: float):
+    def __init__(self, images: torch.Tensor, mean: float, std: float, augment=None):
         self.images = images
         self.mean, self.std = mean, std
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
-        x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
-        return x, index
+        x = self.images[index]
+        if self.augment is not None:
+            x = self.augment(x)
+        return x.float().div_(255.0).sub_(self.mean).div_(self.std), index
 
     def evaluation_view(self) -> Dataset:
-        """In-memory images have no training augmentation: they are their own evaluation view."""
-        return self
+        """The same images without augmentation."""
+        return self if self.augment is None else InMemoryImages(self.images, self.mean, self.std)
 
     def two_views(self) -> Dataset:
-        from .views import TwoViews  # DISC only
+        from .views import TwoViews  # DISC only: its own weak (plain) and strong views
 
-        return TwoViews(self)
+        return TwoViews(self.evaluation_view())

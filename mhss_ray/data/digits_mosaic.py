@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from ..config import DataConfig
 from ..registry import register_dataset
 from .base import DataBundle, InMemoryImages, Split
+from .views import UInt8RandAugment
 
 NUM_CLASSES = 10
 TILE = 8
@@ -89,7 +90,8 @@ def build(cfg: DataConfig, seed: int) -> DataBundle:
     splits = []
     for k, (idx, n) in enumerate(zip(parts, (cfg.n_train, cfg.n_val, cfg.n_test))):
         images, labels = compose(n, base_images[idx], targets[idx], cfg, np.random.default_rng([seed, k + 1]))
-        splits.append(Split(InMemoryImages(upscale(images, cfg.image_size), MEAN, STD), labels))
+        augment = UInt8RandAugment(cfg.randaugment, 1, MEAN) if k == 0 and cfg.randaugment != "none" else None  # training only
+        splits.append(Split(InMemoryImages(upscale(images, cfg.image_size), MEAN, STD, augment), labels))
     return DataBundle("digits-mosaic", [str(c) for c in range(NUM_CLASSES)], 1, *splits, confusions=CONFUSIONS)
 
 
@@ -97,6 +99,6 @@ register_dataset(
     "digits-mosaic",
     lambda cfg: build(cfg.data, cfg.seed),
     lambda cfg: [str(c) for c in range(NUM_CLASSES)],
-    keys=("grid", "n_train", "n_val", "n_test", "base_split", "blank_prob", "zipf_exponent"),
+    keys=("grid", "n_train", "n_val", "n_test", "base_split", "blank_prob", "zipf_exponent", "randaugment"),
     summary="the built-in dataset: g x g mosaics of scikit-learn's 8x8 digits, in memory",
 )
