@@ -38,7 +38,8 @@ class UInt8RandAugment:
         try:
             self.transform = rand_augment_transform(spec, {"translate_pct": TRANSLATE_PCT, "img_mean": fill if chans == 1 else (fill,) * 3})
         except (AssertionError, ValueError, KeyError, IndexError) as exc:
-            raise UserError(f"data.randaugment: {spec!r} is not a timm RandAugment spec such as rand-m9-mstd0.5" + (f" ({exc})" if str(exc) else "")) from None
+            why = f" ({exc})" if str(exc) else ""
+            raise UserError(f"data.randaugment: {spec!r} is not a timm RandAugment spec such as rand-m9-mstd0.5{why}") from None
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         one = self.chans == 1
