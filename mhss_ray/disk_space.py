@@ -25,19 +25,20 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def free_bytes(folder: str | Path) -> int:
-    """Free space of the disk that holds `folder` (or, while it does not exist, its nearest parent)."""
+def _usage(folder: str | Path):
+    """The disk usage of `folder`, or, while it does not exist, of its nearest existing parent."""
     path = Path(folder).expanduser().absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(path)
+
+
+def free_bytes(folder: str | Path) -> int:
+    return _usage(folder).free
 
 
 def total_bytes(folder: str | Path) -> int:
-    path = Path(folder).expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).total
+    return _usage(folder).total
 
 
 def checkpoint_bytes(cfg) -> int:
