@@ -120,7 +120,7 @@ class MethodConfig:
     # networks' predictions on the training labels (noise_rate_estimator), refreshed after every epoch until
     # the method selects (the warm-up; Co-teaching: the t_k ramp), or after every epoch (noise_rate_refresh)
     noise_rate_source: Literal["oracle", "given", "estimated"] = "oracle"
-    noise_rate_estimator: Literal["confident", "mixture"] = "confident"
+    noise_rate_estimator: Literal["likelihood", "confident", "mixture"] = "likelihood"
     noise_rate_refresh: Literal["warmup", "every_epoch"] = "warmup"
     # while it estimates, each of the two networks leaves out its own share of the training images, so that the
     # estimate reads predictions on images that network did not learn (0: in-sample, which memorisation biases low)

@@ -4,8 +4,8 @@ While it estimates, each of the method's two networks leaves out its own random 
 images (`method.noise_rate_holdout`, 0.2: disjoint folds, one per network) and records its predicted
 probabilities on the images of its fold as it sees them, shifted as DISC's (revision 2): sigmoid(z - logit
 p*), 0.5 where ASL's two losses are equal, which measured closer than the raw sigmoid under ASL. The
-estimate (noise.py: a confident-joint count, or a mixture) reads those out-of-fold probabilities with the
-observed labels. With holdout 0 every image is learnt and recorded (in-sample): by the end of a warm-up a
+estimate (noise.py: a likelihood fit by default, a confident-joint count, or a mixture) reads those
+out-of-fold probabilities with the observed labels. With holdout 0 every image is learnt and recorded (in-sample): by the end of a warm-up a
 network has memorised much of the noise, and in-sample estimates fall far below the truth
 (benchmarks/results/noise_estimation.md).
 

@@ -6,7 +6,7 @@ import torch
 
 from mhss_ray.config import MethodConfig
 from mhss_ray.methods.estimated import EstimatedRates
-from mhss_ray.noise import confident_rates, entry_rates, mixture_rates, wrong_entries
+from mhss_ray.noise import confident_rates, entry_rates, likelihood_rates, mixture_rates, wrong_entries
 
 
 def noisy_column(n=4000, prior=0.3, wrong_pos=0.2, wrong_neg=0.1, seed=0):
@@ -26,6 +26,7 @@ def noisy_column(n=4000, prior=0.3, wrong_pos=0.2, wrong_neg=0.1, seed=0):
     return as_t(observed), as_t(clean), as_t(probs.astype(np.float32))
 
 
+# the likelihood reads p as the calibrated clean posterior, which these Beta draws are not: tested below
 @pytest.mark.parametrize("estimate", [confident_rates, mixture_rates], ids=["confident", "mixture"])
 def test_estimators_recover_the_wrong_shares_from_a_network_that_learnt_the_clean_labels(estimate):
     observed, clean, probs = noisy_column()
@@ -39,11 +40,41 @@ def test_estimators_recover_the_wrong_shares_from_a_network_that_learnt_the_clea
     assert abs(float(eps_c) - float(wrong.float().mean())) < 0.03
 
 
+def calibrated_column(separation: float, n=20000, prior=0.3, flip_neg=0.05, flip_pos=0.15, seed=0):
+    """A network whose probability is the exact clean posterior of a feature drawn from two unit Gaussians
+    `separation` apart (1: a network that has not learnt the images, many near 0.5; 4: one that has); the
+    observed labels flip class-conditionally (clean 0 -> 1 with flip_neg, 1 -> 0 with flip_pos)."""
+    rng = np.random.default_rng(seed)
+    clean = (rng.random(n) < prior).astype(np.uint8)
+    s = rng.normal(np.where(clean == 1, separation / 2, -separation / 2), 1.0)
+    odds = prior / (1 - prior) * np.exp(separation * s)  # the Gaussians' likelihood ratio times the prior odds
+    probs = odds / (1 + odds)
+    flip = rng.random(n) < np.where(clean == 1, flip_pos, flip_neg)
+    observed = np.where(flip, 1 - clean, clean).astype(np.uint8)
+    as_t = lambda a: torch.from_numpy(a).reshape(-1, 1)  # noqa: E731
+    return as_t(observed), as_t(clean), as_t(probs.astype(np.float32))
+
+
+@pytest.mark.parametrize("separation", [1.0, 4.0], ids=["unsure", "sure"])
+def test_the_likelihood_recovers_the_noise_from_a_calibrated_network_sure_or_not(separation):
+    """Why likelihood is the default (docs/methods.md): a network still unsure of many images makes a
+    confident-joint count call its own doubt label noise, where the likelihood explains it by the doubt."""
+    observed, clean, probs = calibrated_column(separation)
+    wrong, _ = wrong_entries(observed, clean)
+    truth = float(wrong.float().mean())
+    by_likelihood = float(entry_rates(observed, likelihood_rates(observed, probs)))
+    by_count = float(entry_rates(observed, confident_rates(observed, probs)))
+    assert abs(by_likelihood - truth) < 0.02, (by_likelihood, truth)
+    if separation == 1.0:
+        assert by_count > truth + 0.1, (by_count, truth)  # the count's error this default avoids
+
+
 def test_no_noise_estimates_little_and_never_above_half():
     observed, clean, probs = noisy_column(wrong_pos=0.0, wrong_neg=0.0)
-    assert float(confident_rates(observed, probs).max()) < 0.03
-    flipped = 1 - observed  # every label wrong: the estimate stops at the cap
-    assert float(confident_rates(flipped, probs).max()) <= 0.5
+    for estimate in (likelihood_rates, confident_rates):
+        assert float(estimate(observed, probs).max()) < 0.03
+        flipped = 1 - observed  # every label wrong: the estimate stops at the cap
+        assert float(estimate(flipped, probs).max()) <= 0.5
 
 
 def test_estimates_refresh_until_the_selection_starts_then_stay():
