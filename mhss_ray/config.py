@@ -147,6 +147,9 @@ class MethodConfig:
     restarts: int = num(0, 0, 8)
     cdnr: bool = True  # MHSS: class-dependent forget rates
     jcc: bool = True  # MHSS: joint correction criterion
+    # revision 3: agree, an entry is corrected where both networks deem it refurbishable with one majority
+    # label; either, where one does (revision 2: 43-46% of its corrections right under augmentation)
+    jcc_rule: Literal["agree", "either"] = "agree"
     # DISC, section 7
     disc_lambda: float = num(0.99, 0.0, 1.0)
     disc_sigma: float = num(0.5, 0.0, 1.0)

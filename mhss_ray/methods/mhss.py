@@ -1,8 +1,9 @@
 """MHSS = CoSELFIE-MLC + CDNR + JCC (METHODS.md section 6), as two overridden hooks of CoSELFIE.
 
-CDNR: per-class forget rates tau_c = alpha * eps_c. JCC: an entry is refurbishable if at least one
-network deems it so, both networks apply the correction, and an entry both deem refurbishable with
-different majority labels is not corrected. `method.cdnr` and `method.jcc` switch each on or off, so
+CDNR: per-class forget rates tau_c = alpha * eps_c. JCC (revision 3, `method.jcc_rule: agree`): an entry
+is refurbished where both networks deem it refurbishable with the same majority label, and both networks
+apply the correction; `either` (revision 2): where at least one network deems it so, except where both do
+with different majority labels. `method.cdnr` and `method.jcc` switch each on or off, so
 the ablation (CoSELFIE, +CDNR, +JCC, both) is four configs of this one method.
 """
 
@@ -23,12 +24,16 @@ class MHSS(CoSELFIE):
         return eps_pm.clone() if eps_pm is not None else eps_c.clone()
 
     def correct(self, indices: torch.Tensor, old: list[torch.Tensor], refurbishable: list[tuple[torch.Tensor, torch.Tensor]]):
-        """JCC: R = R_1 | R_2, except where both deem an entry refurbishable and their majorities disagree;
-        both networks apply the corrections (their label tables stay equal)."""
+        """JCC: R = R_1 & R_2 where the majorities agree (`agree`), or R_1 | R_2 except where both deem an
+        entry refurbishable and their majorities disagree (`either`); both networks apply the corrections
+        (their label tables stay equal)."""
         if not self.cfg.jcc:
             return super().correct(indices, old, refurbishable)
         (r0, m0), (r1, m1) = refurbishable
-        r = (r0 | r1) & ~(r0 & r1 & (m0 != m1))
+        if self.cfg.jcc_rule == "agree":
+            r = r0 & r1 & (m0 == m1)
+        else:
+            r = (r0 | r1) & ~(r0 & r1 & (m0 != m1))
         y = torch.where(r, torch.where(r0, m0, m1), old[0])
         self.stats.add_corrections(indices, old[0], y)  # one correction per entry, applied by both
         return [r, r], [y, y]
@@ -40,7 +45,7 @@ class MHSS(CoSELFIE):
     forgets=True,
     warmup=True,
     histories=True,
-    keys=(*KEYS, "cdnr", "jcc"),
+    keys=(*KEYS, "cdnr", "jcc", "jcc_rule"),
     labels=LABELS,
     summary="CoSELFIE + class-dependent noise rates (CDNR) + the joint correction criterion (JCC) (section 6)",
 )

@@ -98,13 +98,24 @@ def test_corrections_persist_when_the_history_becomes_uncertain():
     assert torch.equal(m.tables[0].all(), CLEAN)  # ... but the corrections stay
 
 
-def test_jcc_one_network_is_enough_and_both_apply_it():
-    m = selfie(cls=MHSS, jcc=True)
+def test_jcc_either_one_network_is_enough_and_both_apply_it():
+    m = selfie(cls=MHSS, jcc=True, jcc_rule="either")
     uncertain = [agreeing_logits(OBSERVED), agreeing_logits(CLEAN)]  # network 2 flips between the two
     s = run_epochs(m, [[agreeing_logits(CLEAN), uncertain[0]], [agreeing_logits(CLEAN), uncertain[1]]])
     assert torch.equal(m.tables[0].all(), CLEAN) and torch.equal(m.tables[1].all(), CLEAN)
     assert torch.equal(s[0].targets, CLEAN) and torch.equal(s[1].targets, CLEAN)
     assert s[0].mask[0, 0] and s[1].mask[0, 0]  # the corrected entry is in R for both peers
+
+
+def test_jcc_agree_needs_both_networks_and_then_both_apply_it():
+    uncertain = [agreeing_logits(OBSERVED), agreeing_logits(CLEAN)]  # network 2 flips between the two
+    one = selfie(cls=MHSS, jcc=True)  # the default rule: agree
+    run_epochs(one, [[agreeing_logits(CLEAN), uncertain[0]], [agreeing_logits(CLEAN), uncertain[1]]])
+    assert torch.equal(one.tables[0].all(), OBSERVED) and torch.equal(one.tables[1].all(), OBSERVED)
+    both = selfie(cls=MHSS, jcc=True)
+    s = run_epochs(both, [[agreeing_logits(CLEAN), agreeing_logits(CLEAN)]] * 2)
+    assert torch.equal(both.tables[0].all(), CLEAN) and torch.equal(both.tables[1].all(), CLEAN)
+    assert torch.equal(s[0].targets, CLEAN) and torch.equal(s[1].targets, CLEAN)
 
 
 def test_jcc_disagreement_is_not_corrected():
