@@ -115,7 +115,9 @@ def run_config(
     device: str = "cpu",
     threads: int | None = None,
     variants: dict | None = None,
+    augment: bool | None = None,
 ) -> RunConfig:
+    """`augment`: RandAugment on the training images (default: for the user's set only)."""
     data = json.loads(json.dumps(base))
     data["seed"] = seed
     data["data"]["n_train"] = n_train
@@ -123,7 +125,7 @@ def run_config(
     data["noise"] = dict(NOISES[noise])
     variant_set = variants or ALL_VARIANTS
     sections = json.loads(json.dumps(variant_set[variant]))
-    if variant_set is not USER_VARIANTS:
+    if not (augment if augment is not None else variant_set is USER_VARIANTS):
         sections = {**sections, "data": {**sections.get("data", {}), **NO_AUGMENTATION["data"]}}
     for key, value in sections.items():  # section by section: a variant's data keys join the base's
         data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value

@@ -1,14 +1,16 @@
 """Noise rates estimated from the networks (`method.noise_rate_source: estimated`) against the realised
 ones, and MHSS trained with them against MHSS with the oracle's rates (digits-mosaic, CPU).
 
-    python benchmarks/noise_estimation.py --part estimators --seeds 0 1 2     # the warm-up only: both estimators
+    python benchmarks/noise_estimation.py --part augmented --seeds 0 1 2      # the user's setting: the warm-up on RandAugment views
+    python benchmarks/noise_estimation.py --part estimators --seeds 0 1 2     # the warm-up only, without augmentation: every estimator
     python benchmarks/noise_estimation.py --part mhss --seeds 0 1 2           # 30-epoch MHSS runs, estimated rates
     python benchmarks/noise_estimation.py --table-only                       # rebuild the table
 
 The setup is that of the revision-2 method comparison (benchmarks/results/methods_runs.json): base.yaml
 with 1,000 training mosaics, 30 epochs, float32, one CPU thread per run, MHSS with its defaults (q 5,
 warm-up 10). `estimators`: MHSS trains its warm-up (both networks on every entry) and after every warm-up
-epoch both estimators (noise.py) read the probabilities the method recorded; the error is the mean absolute
+epoch every estimator (noise.py) reads the probabilities the method recorded; `augmented`: the same with
+the training images on RandAugment views, as users train (the default since the user-setting comparison); the error is the mean absolute
 error of the entry-level eps_c over the classes, against the realised rates of the injected noise. `mhss`:
 full runs with the estimated rates (the default estimator), compared with the oracle runs of the method
 comparison (same config, the oracle's realised rates). Every finished run is stored at once in
@@ -44,6 +46,7 @@ STORE = RESULTS / "noise_estimation_runs.json"
 ORACLE_STORE = RESULTS / "methods_runs.json"  # the method comparison's runs (oracle rates)
 VARIANTS = {
     "estimators": {"method": {"name": "mhss", "noise_rate_source": "estimated"}},  # each network holds out 20% (default)
+    "augmented": {"method": {"name": "mhss", "noise_rate_source": "estimated"}},  # the same on RandAugment views
     "in-sample": {"method": {"name": "mhss", "noise_rate_source": "estimated", "noise_rate_holdout": 0.0}},
     "mhss-estimated": {"method": {"name": "mhss", "noise_rate_source": "estimated"}},
 }
@@ -64,7 +67,7 @@ def realised_polarity(observed: torch.Tensor, clean: torch.Tensor) -> torch.Tens
 
 
 def estimators(part: str, noise: str, seed: int, base: dict, n_train: int, epochs: int, threads: int) -> dict:
-    cfg = run_config(base, part, noise, seed, n_train, epochs, threads=threads, variants=VARIANTS)
+    cfg = run_config(base, part, noise, seed, n_train, epochs, threads=threads, variants=VARIANTS, augment=part == "augmented")
     trainer = Trainer(cfg)
     method = trainer.method
     realised = torch.from_numpy(trainer.noise.rates).float()
@@ -103,6 +106,14 @@ def rate_scores(trainer) -> dict:
     }
 
 
+CURVE_LABELS = {"augmented": "augmented", "estimators": "held out", "in-sample": "in-sample"}
+
+
+def curve_estimator(rows: list) -> str:
+    """The default estimator where every run recorded it, else the confident-joint count."""
+    return "likelihood" if all("likelihood" in e for r in rows for e in r["epochs"]) else "confident"
+
+
 def _mean(values) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -130,11 +141,15 @@ def table() -> tuple[str, dict]:
         "rates over the classes, `flat` the error of giving every class the realised mean (what a single global",
         "rate at its true value would score).",
         "",
-        "| noise | probabilities | seeds | spread of realised eps_c | flat (true global rate) | confident-joint MAE | mixture MAE "
-        "| confident per-polarity MAE | mixture per-polarity MAE |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| noise | probabilities | seeds | spread of realised eps_c | flat (true global rate) | "
+        + " | ".join(f"{name} MAE" for name in ESTIMATORS)
+        + " | "
+        + " | ".join(f"{name} per-polarity MAE" for name in ESTIMATORS)
+        + " |",
+        "| --- | --- | --- | --- | --- |" + " --- |" * (2 * len(ESTIMATORS)),
     ]
-    for part, label in (("estimators", "held out (20% per network)"), ("in-sample", "in-sample")):
+    parts = (("augmented", "held out, RandAugment views"), ("estimators", "held out (20% per network)"), ("in-sample", "in-sample"))
+    for part, label in parts:
         for noise in NOISES:
             rows = [r for k, r in runs.items() if k.startswith(f"{part}|{noise}|")]
             if not rows:
@@ -142,8 +157,9 @@ def table() -> tuple[str, dict]:
             last = [r["epochs"][-1] for r in rows]
             spread = [float(np.std(r["realised"])) for r in rows]
             flat = [float(np.mean(np.abs(np.array(r["realised"]) - np.mean(r["realised"])))) for r in rows]
-            entry = {name: [e[name]["mae"] for e in last] for name in ESTIMATORS}
-            polar = {name: [e[name]["polarity_mae"] for e in last] for name in ESTIMATORS}
+            names = [name for name in ESTIMATORS if all(name in e for e in last)]  # runs before an estimator existed lack it
+            entry = {name: [e[name]["mae"] for e in last] for name in names}
+            polar = {name: [e[name]["polarity_mae"] for e in last] for name in names}
             summary["estimators"][f"{part}|{noise}"] = {
                 "spread": spread,
                 "flat": flat,
@@ -151,30 +167,34 @@ def table() -> tuple[str, dict]:
                 "polarity_mae": polar,
                 "seeds": len(rows),
             }
-            lines.append(
-                f"| {noise} | {label} | {len(rows)} | {_mean(spread)} | {_mean(flat)} | {_mean(entry['confident'])} | "
-                f"{_mean(entry['mixture'])} | {_mean(polar['confident'])} | {_mean(polar['mixture'])} |"
-            )
+            cells = [_mean(entry[n]) if n in entry else "-" for n in ESTIMATORS]
+            cells += [_mean(polar[n]) if n in polar else "-" for n in ESTIMATORS]
+            lines.append(f"| {noise} | {label} | {len(rows)} | {_mean(spread)} | {_mean(flat)} | " + " | ".join(cells) + " |")
     curves = {
         (part, noise): [r for k, r in runs.items() if k.startswith(f"{part}|{noise}|")]
-        for part in ("estimators", "in-sample")
+        for part in ("augmented", "estimators", "in-sample")
         for noise in NOISES
     }
     curves = {key: rows for key, rows in curves.items() if rows}
     if curves:
         lines += [
             "",
-            "The confident-joint estimate after each warm-up epoch: MAE (signed mean error, estimate minus realised) of the",
-            "entry-level eps_c, mean over the seeds measured. Held out: the estimate reads each network's predictions on its",
-            "own left-out fold; in-sample: both networks' mean on every image, which they learn.",
+            "The estimate after each warm-up epoch: MAE (signed mean error, estimate minus realised) of the entry-level",
+            "eps_c, mean over the seeds measured; the likelihood fit where the runs have it, else the confident-joint count",
+            "(the runs without augmentation predate the likelihood). Held out: the estimate reads each network's predictions",
+            "on its own left-out fold; augmented: the same on RandAugment views; in-sample: both networks' mean on every",
+            "image, which they learn.",
             "",
-            "| epoch | " + " | ".join(f"{noise}, {'held out' if part == 'estimators' else part}" for part, noise in curves) + " |",
+            "| epoch | "
+            + " | ".join(f"{noise}, {CURVE_LABELS[p]} ({curve_estimator(rows)})" for (p, noise), rows in curves.items())
+            + " |",
             "| --- |" + " --- |" * len(curves),
         ]
         for e in range(max(len(r["epochs"]) for rows in curves.values() for r in rows)):
             cells = []
             for rows in curves.values():
-                errs = [np.array(r["epochs"][e]["confident"]["eps_c"]) - np.array(r["realised"]) for r in rows if e < len(r["epochs"])]
+                name = curve_estimator(rows)
+                errs = [np.array(r["epochs"][e][name]["eps_c"]) - np.array(r["realised"]) for r in rows if e < len(r["epochs"])]
                 cells.append(f"{np.mean([np.abs(x).mean() for x in errs]):.3f} ({np.mean([x.mean() for x in errs]):+.3f})" if errs else "-")
             lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
     lines += [
@@ -200,7 +220,7 @@ def table() -> tuple[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["estimators", "in-sample", "mhss"], default="estimators")
+    ap.add_argument("--part", choices=["augmented", "estimators", "in-sample", "mhss"], default="augmented")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--noises", nargs="+", default=list(NOISES))
     ap.add_argument("--n-train", type=int, default=1000)
@@ -219,7 +239,7 @@ def main() -> None:
                 if key in load_runs(STORE)["runs"]:
                     continue
                 print(f"{key}", flush=True)
-                if args.part in ("estimators", "in-sample"):
+                if args.part in ("augmented", "estimators", "in-sample"):
                     save_run(STORE, key, estimators(args.part, noise, seed, base, args.n_train, args.epochs, args.threads))
                 else:
                     cfg = run_config(
