@@ -34,6 +34,9 @@ class MethodSpec:
     num_views: int = 1  # DISC: a weak and a strong view of each image
     forgets: bool = False  # forget rate tau = alpha * eps (METHODS.md section 2): needs noise rates
     warmup: bool = False  # reads method.warmup (epochs on every entry before it selects)
+    # (RunConfig) -> the epochs its warm-up lasts, where every entry trains alike whatever its own knobs
+    warmup_epochs: Callable[[Any], int] | None = None
+    warmup_reads: tuple[str, ...] = ()  # the method.* keys that change training during the warm-up (the rest act after it)
     histories: bool = False  # prediction histories of length method.q; its corrected labels survive method.restarts
     needs_clean: bool = False  # trains on the clean labels (synthetic noise only)
     whole_batch_key: str | None = None  # method.<key> > 0 makes it mix images across the whole batch (one worker only)

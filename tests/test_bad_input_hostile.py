@@ -438,6 +438,18 @@ CASES = [
         "grace_period: 12 is beyond max_t 9",
     ),
     (
+        "tune-first-rung-inside-warmup",
+        tune_main,
+        lambda t: ["--space", space(t, tune__scheduler={"name": "asha", "grace_period": 5}), "--dry-run"],
+        "ASHA's first rung, epoch 5, compares trials still in their warm-up (mhss trains every entry alike until epoch 5): set it to 6",
+    ),
+    (
+        "tune-no-rung-after-warmup",
+        tune_main,
+        lambda t: ["--space", space(t, tune__scheduler={"name": "asha", "grace_period": 3, "max_t": 5}), "--dry-run"],
+        "and no rung fits after it within 5 epochs",
+    ),
+    (
         "tune-point-outside-dimension",
         tune_main,
         lambda t: ["--space", space(t, tune__search_alg={"name": "hyperopt", "points_to_evaluate": [{"method.alpha": 3.0}]}), "--dry-run"],

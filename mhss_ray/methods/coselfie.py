@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ..config import MethodConfig, default_warmup
+from ..config import MethodConfig, default_warmup, round_length
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
 from .estimated import EstimatedRates, EstimatesRates
@@ -166,10 +166,19 @@ KEYS = (
     "omission_share", "granularity", "q", "history_threshold", "theta", "warmup", "correction_budget", "restarts",
 )  # fmt: skip
 LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"}
+# while estimating, the held-out folds change what the networks learn; restarts change the rounds' schedules
+WARMUP_READS = ("noise_rate_source", "noise_rate_holdout", "noise_rate_refresh", "restarts")
+
+
+def warmup_epochs(cfg) -> int:
+    """The epochs of the first round's warm-up: method.warmup, else max(q + ceil(E/10), ceil(E/3))."""
+    m = cfg.method
+    return m.warmup if m.warmup is not None else default_warmup(m.q, round_length(cfg))
 
 
 @register_method(
-    "coselfie", num_networks=2, forgets=True, warmup=True, histories=True, keys=KEYS, labels=LABELS,
+    "coselfie", num_networks=2, forgets=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
+    histories=True, keys=KEYS, labels=LABELS,
     summary="Co-teaching + SELFIE's label refurbishment (section 5)",
 )  # fmt: skip
 def build(inputs: MethodInputs) -> CoSELFIE:

@@ -54,7 +54,7 @@ class DISC(Method):
     def __init__(self, cfg: MethodConfig, observed, clean, loss_fn):
         super().__init__(observed, clean, loss_fn)
         self.cfg = cfg
-        self.warmup = cfg.warmup if cfg.warmup is not None else 10
+        self.warmup = self.default_warmup(cfg)
         n, c = observed.shape
         dev = observed.device
         self.t_w = torch.full((n, c), 0.5, device=dev)
@@ -66,6 +66,10 @@ class DISC(Method):
         # undecided point is p* (~0.75), so they are computed from sigmoid(z - logit p*)
         p_star = loss_fn.positive_threshold() if cfg.disc_shift else 0.5
         self.shift = math.log(p_star / (1 - p_star))
+
+    @staticmethod
+    def default_warmup(cfg: MethodConfig) -> int:
+        return cfg.warmup if cfg.warmup is not None else 10  # plain ASL on both views first
 
     def loss(self, batch: Batch) -> torch.Tensor:
         idx = batch.indices
@@ -117,7 +121,8 @@ class DISC(Method):
 
 
 @register_method(
-    "disc", num_networks=1, num_views=2, warmup=True, whole_batch_key="mixup_alpha", whole_batch_use="DISC's mixup",
+    "disc", num_networks=1, num_views=2, warmup=True, warmup_epochs=lambda cfg: DISC.default_warmup(cfg.method),
+    whole_batch_key="mixup_alpha", whole_batch_use="DISC's mixup",
     keys=("warmup", "disc_lambda", "disc_sigma", "gce_q", "mixup_alpha", "disc_shift"),
     labels={"method.disc_sigma": "σ", "method.warmup": "warm-up"},
     summary="dynamic instance-specific selection and correction on a weak and a strong view (section 7)",

@@ -13,7 +13,7 @@ import torch
 
 from ..registry import register_method
 from .base import MethodInputs
-from .coselfie import KEYS, LABELS, CoSELFIE
+from .coselfie import KEYS, LABELS, WARMUP_READS, CoSELFIE, warmup_epochs
 
 
 class MHSS(CoSELFIE):
@@ -44,6 +44,8 @@ class MHSS(CoSELFIE):
     num_networks=2,
     forgets=True,
     warmup=True,
+    warmup_epochs=warmup_epochs,
+    warmup_reads=WARMUP_READS,
     histories=True,
     keys=(*KEYS, "cdnr", "jcc", "jcc_rule"),
     labels=LABELS,

@@ -42,6 +42,7 @@ from ..errors import UserError
 from ..outputs import check_writable
 from ..registry import METHODS
 from .distributions import Dimension, parse_dimension
+from .rungs import asha_rungs, check_rungs, keys_acting_in_warmup, longest_warmup
 from .schema import TuneSection, check_name, check_tune
 
 PER_CLASS_KEYS = ("method.noise_rates",)
@@ -190,6 +191,16 @@ class StudySpec:
                 f"scheduler: ASHA on epoch, max_t {self.max_t}, grace_period {s.grace_period}, reduction_factor "
                 f"{s.reduction_factor:g}, brackets {s.brackets}; metric {t.metric} ({t.mode})"
             )
+            rungs = ", ".join(map(str, asha_rungs(s.grace_period, s.reduction_factor, self.max_t)))
+            warmup = longest_warmup(self.base, cfg, self.dimensions)
+            acting = keys_acting_in_warmup(cfg, self.dimensions)
+            after = (
+                f"the longest warm-up ends at epoch {warmup}"
+                + (f"; {', '.join(acting)} act{'s' if len(acting) == 1 else ''} during it" if acting and s.grace_period <= warmup else "")
+                if warmup
+                else f"{cfg.method.name} has no warm-up"
+            )
+            lines.append(f"ASHA compares trials at epochs {rungs} ({after})")
         else:
             lines.append(f"scheduler: FIFO (every trial runs {self.max_t} epochs); metric {t.metric} ({t.mode})")
         a = t.search_alg
@@ -399,6 +410,11 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
             tune_section.search_alg.points_to_evaluate or [], dims, rest, complete=tune_section.search_alg.name == "hyperopt"
         )
         _check_forget_rate_extremes(base_cfg, dims)
+        if tune_section.scheduler.name == "asha":
+            s = tune_section.scheduler
+            max_t = s.max_t or base_cfg.schedule.epochs
+            warmup = longest_warmup(rest, base_cfg, dims)
+            check_rungs(s.grace_period, s.reduction_factor, max_t, warmup, keys_acting_in_warmup(base_cfg, dims), base_cfg.method.name)
         arm_bases = _arm_bases(unsearched, tune_section, dims)
         tune_section.storage_path = _absolute_storage(tune_section.storage_path)
         for config in (rest, *arm_bases.values()):
