@@ -37,6 +37,9 @@ class MethodSpec:
     # (RunConfig) -> the epochs its warm-up lasts, where every entry trains alike whatever its own knobs
     warmup_epochs: Callable[[Any], int] | None = None
     warmup_reads: tuple[str, ...] = ()  # the method.* keys that change training during the warm-up (the rest act after it)
+    # the method.* keys that change neither training nor the method's state before the warm-up ends: trials that
+    # differ only in these share their warm-up (tune.share_warmup); method.warmup among them: where each forks
+    after_warmup_keys: tuple[str, ...] = ()
     histories: bool = False  # prediction histories of length method.q; its corrected labels survive method.restarts
     needs_clean: bool = False  # trains on the clean labels (synthetic noise only)
     whole_batch_key: str | None = None  # method.<key> > 0 makes it mix images across the whole batch (one worker only)

@@ -168,6 +168,10 @@ KEYS = (
 LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"}
 # while estimating, the held-out folds change what the networks learn; restarts change the rounds' schedules
 WARMUP_READS = ("noise_rate_source", "noise_rate_holdout", "noise_rate_refresh", "restarts")
+# read only once the selection starts (the histories, the label tables and the estimate do not depend on them)
+AFTER_WARMUP = (
+    "alpha", "t_k", "theta", "noise_rates", "noise_rate", "granularity", "polarity_rates", "omission_share", "correction_budget", "warmup",
+)  # fmt: skip
 
 
 def warmup_epochs(cfg) -> int:
@@ -178,7 +182,7 @@ def warmup_epochs(cfg) -> int:
 
 @register_method(
     "coselfie", num_networks=2, forgets=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
-    histories=True, keys=KEYS, labels=LABELS,
+    after_warmup_keys=AFTER_WARMUP, histories=True, keys=KEYS, labels=LABELS,
     summary="Co-teaching + SELFIE's label refurbishment (section 5)",
 )  # fmt: skip
 def build(inputs: MethodInputs) -> CoSELFIE:

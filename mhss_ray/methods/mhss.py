@@ -13,7 +13,7 @@ import torch
 
 from ..registry import register_method
 from .base import MethodInputs
-from .coselfie import KEYS, LABELS, WARMUP_READS, CoSELFIE, warmup_epochs
+from .coselfie import AFTER_WARMUP, KEYS, LABELS, WARMUP_READS, CoSELFIE, warmup_epochs
 
 
 class MHSS(CoSELFIE):
@@ -46,6 +46,7 @@ class MHSS(CoSELFIE):
     warmup=True,
     warmup_epochs=warmup_epochs,
     warmup_reads=WARMUP_READS,
+    after_warmup_keys=(*AFTER_WARMUP, "cdnr", "jcc", "jcc_rule"),
     histories=True,
     keys=(*KEYS, "cdnr", "jcc", "jcc_rule"),
     labels=LABELS,

@@ -454,10 +454,16 @@ class Trainer:
         return f"realised mean eps {np.nanmean(self.noise.rates):.3f}{where}"
 
     def run(
-        self, report: ReportFn, log: Callable[[str], None] = print, scratch: str | Path | None = None, stop: threading.Event | None = None
+        self,
+        report: ReportFn,
+        log: Callable[[str], None] = print,
+        scratch: str | Path | None = None,
+        stop: threading.Event | None = None,
+        until: int | None = None,
     ) -> list[dict]:
-        """Train the remaining epochs; call `report(metrics, checkpoint_dir)` after each one. Once `stop`
-        is set the run ends at the next batch (SystemExit 0: a Tune trial stopped by its scheduler).
+        """Train the remaining epochs (up to epoch `until` only, when given: a shared warm-up's prefix run);
+        call `report(metrics, checkpoint_dir)` after each one. Once `stop` is set the run ends at the next
+        batch (SystemExit 0: a Tune trial stopped by its scheduler).
 
         Each checkpoint is written to a scratch folder that `report` copies: a fresh temporary one,
         or `scratch`, emptied before each use, so that a process killed mid-report leaves at most
@@ -474,7 +480,7 @@ class Trainer:
                 f"method {cfg.method.name} on {len(self.nets)} x {cfg.model.name}, device {self.rt.device}"
             )
         history = []
-        for epoch in range(self.start_epoch, epochs):
+        for epoch in range(self.start_epoch, min(epochs, until) if until is not None else epochs):
             start = time.perf_counter()
             round_index = self._round(epoch)[0]
             if epoch > 0 and epoch in self.round_starts:

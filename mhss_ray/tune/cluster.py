@@ -47,7 +47,7 @@ STUDY = FolderKind(
     STUDY_INFO,
     (
         STUDY_INFO, LOCK_FILE, ".validate_storage_marker", "tuner.pkl", "trainable.pkl", "experiment_state-*", "search_gen_state-*",
-        "searcher-state-*", "basic-variant-state-*", "trial_main_*", "train-*", "*.tmp",
+        "searcher-state-*", "basic-variant-state-*", "trial_main_*", "train-*", "*.tmp", "warmup_prefix",
         # a trial's folder, trial_<Tune's id>: 8 hex digits (a search algorithm's trials) or 5 and a count (random search)
         "trial_[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]",
         "trial_[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]_[0-9][0-9][0-9][0-9][0-9]",

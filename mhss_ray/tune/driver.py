@@ -19,7 +19,8 @@ from ..train.checkpoint import CHECKPOINT_FILE
 from .checkpoint_notes import read_reported, restored_as, rows_to_report_again, write_reported
 from .cluster import study_path
 from .console import summary_metrics, trial_line
-from .space import StudySpec
+from .space import BASELINE_KEY, StudySpec
+from .warmup_share import PREFIX_KEY, load_fork, save_fork
 
 # A Train run whose workers wait for a slot on a busy cluster must not give up after Ray's default
 # 60 s: trials queue for resources, as Tune's own trials do.
@@ -67,6 +68,8 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     log = trial_line(trial_id) if trainer.world.is_main else (lambda line: None)  # one worker speaks for the trial
     checkpoint = session.get_checkpoint()
     history: list[dict] = []  # every row this trial reported, saved with each checkpoint (checkpoint_notes)
+    plan, prefix = spec.warmup_plan, bool(point.get(PREFIX_KEY))
+    forks = plan is not None and checkpoint is None and not prefix and not point.get(BASELINE_KEY)
     if checkpoint is not None:
         log(f"restoring its checkpoint (node {socket.gethostname()})")
         with checkpoint.as_directory() as folder:
@@ -89,10 +92,39 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
             if local_storage is not None:  # stop before a full disk cuts the study's own state files short
                 check_storage_room(local_storage, os.path.getsize(os.path.join(checkpoint_dir, CHECKPOINT_FILE)))
             write_reported(checkpoint_dir, history)
+            if prefix and metrics["epoch"] in plan.forks:
+                save_fork(study_path(spec), metrics["epoch"], checkpoint_dir)
         session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
     shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
-    trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop)
+    if forks:
+        fork_warmup(trainer, spec, report, log, trial_id)
+    trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop, until=plan.epochs if prefix else None)
+
+
+def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
+    """Start a fresh searched trial from the shared warm-up's fork at its own warm-up's end: report the
+    prefix's rows of the epochs before it, the last with the fork as the trial's own checkpoint."""
+    import shutil
+
+    from ..registry import METHODS
+    from ..train.checkpoint import load_checkpoint, save_checkpoint
+
+    epoch = METHODS.get(trainer.cfg.method.name).warmup_epochs(trainer.cfg)
+    folder = _scratch(trial_id)
+    shutil.rmtree(folder, ignore_errors=True)  # what a killed run left
+    load_fork(study_path(spec), epoch, folder)
+    state = load_checkpoint(folder)
+    rows = [r for r in read_reported(folder) if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
+    trainer.load_state_dict(state)
+    if trainer.world.is_main:  # the same state, saved with this trial's own config (mhss-predict reads it from its checkpoint)
+        save_checkpoint(folder, trainer.state_dict(epoch - 1))
+    log(f"starting from the shared warm-up after epoch {epoch}")
+    main = trainer.world.is_main
+    for row in rows:
+        metrics = {k: v for k, v in row.items() if k != "node_id"}
+        report(metrics, folder if main and row["epoch"] == epoch else None)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_at_exit(timeout_s: float = 120.0):

@@ -89,6 +89,8 @@ class TuneSection:
     max_failures: int = num(1, -1, 1000)  # retries of a failed trial (-1: forever)
     baselines: list = field(default_factory=list)  # methods run once on the base config beside the searched trials
     callbacks: list = field(default_factory=list)  # experiment trackers: mlflow, wandb (tune/trackers.py)
+    # auto: the searched trials' identical warm-up epochs train once, in a prefix run they fork from (tune/warmup_share.py)
+    share_warmup: Literal["auto", "off"] = "auto"
 
 
 def check_name(name: str, key: str) -> str:

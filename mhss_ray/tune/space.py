@@ -43,6 +43,7 @@ from ..outputs import check_writable
 from ..registry import METHODS
 from .distributions import Dimension, parse_dimension
 from .rungs import asha_rungs, check_rungs, keys_acting_in_warmup, longest_warmup
+from .warmup_share import PREFIX_KEY, WarmupPlan, plan_warmup
 from .schema import TuneSection, check_name, check_tune
 
 PER_CLASS_KEYS = ("method.noise_rates",)
@@ -132,6 +133,8 @@ class StudySpec:
     name: str
     class_names: list[str]
     arm_bases: dict = field(default_factory=dict)  # baseline arm -> its run-config mapping (the base, searched keys kept)
+    warmup_plan: Optional[WarmupPlan] = None  # the shared warm-up (tune.share_warmup), None when the trials do not share one
+    warmup_note: str = ""  # why they do not, for --dry-run
 
     @property
     def grid_size(self) -> int:
@@ -155,7 +158,8 @@ class StudySpec:
         """The run config of one sampled point of the space ({search key: value}), or of a baseline arm."""
         if point.get(BASELINE_KEY):
             return from_dict(RunConfig, self.arm_bases[point[BASELINE_KEY]])
-        point = {k: v for k, v in point.items() if k != BASELINE_KEY}  # random search: None in every searched trial
+        # random search: BASELINE_KEY None in every searched trial; PREFIX_KEY marks the shared warm-up's prefix run
+        point = {k: v for k, v in point.items() if k not in (BASELINE_KEY, PREFIX_KEY)}
         return from_dict(RunConfig, apply_point(self.base, point))
 
     def trial_resources(self) -> dict:
@@ -222,6 +226,7 @@ class StudySpec:
         gpu_text = "no GPU" if share is None else (f"{share} trials share one GPU" if share > 1 else "whole GPUs")
         lines.append(f"resources per trial: {how}: {res['CPU']:g} CPU, {res['GPU']:g} GPU; {gpu_text}")
         lines.append(f"failures: each trial retried up to {t.max_failures} time{'s' if t.max_failures != 1 else ''}")
+        lines.append(self.warmup_plan.describe() if self.warmup_plan is not None else self.warmup_note)
         if t.callbacks:
             lines.append(f"experiment trackers: {', '.join(t.callbacks)} (each reads where to write from its environment: docs/usage.md)")
         if _theta_dimension(self.dimensions) is not None and not any(d.key == "method.q" for d in self.dimensions):
@@ -423,7 +428,9 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
     except UserError as exc:
         raise blame(exc, path, overrides) from None
     name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
-    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases)
+    grid = math.prod(len(d.params["values"]) for d in dims if d.kind.grid)
+    plan, note = plan_warmup(tune_section.share_warmup, rest, base_cfg, dims, tune_section.num_samples * grid)
+    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases, plan, note)
 
 
 def _arm_bases(unsearched: dict, t: TuneSection, dims: list[Dimension]) -> dict:

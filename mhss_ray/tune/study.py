@@ -22,6 +22,7 @@ from .nodes import check_nodes_hold_inputs
 from .prebuild import check_cache_here, prebuild_decode_cache
 from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
+from .warmup_share import FOLDER as PREFIX_FOLDER, fork_ready
 
 
 def _trainable(spec: StudySpec):
@@ -93,6 +94,48 @@ def build_tuner(spec: StudySpec):
             verbose=1,  # the live table only; each trial prints its own epoch lines
         ),
     )
+
+
+def prefix_path(spec: StudySpec) -> str:
+    return f"{study_path(spec)}/{PREFIX_FOLDER}"
+
+
+def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
+    """Train the shared warm-up's prefix run (tune/warmup_share.py), or finish it after a kill; nothing
+    when every fork is already there. It is one Tune trial of its own, so it runs as the study's trials
+    do (in-process or Ray Train, GPU shares, retries, a bucket)."""
+    from ray import tune
+
+    plan = spec.warmup_plan
+    study = study_path(spec)
+    if all(fork_ready(study, e) for e in plan.forks):
+        return None
+    print(f"shared warm-up: training epochs 1-{plan.epochs} once for the {plan.trials} searched trials", flush=True)
+    if holds_study(prefix_path(spec)):
+        tuner = tune.Tuner.restore(prefix_path(spec), trainable=_trainable(spec), resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            _trainable(spec),
+            param_space=plan.point(),
+            tune_config=tune.TuneConfig(num_samples=1, trial_name_creator=trial_name, trial_dirname_creator=trial_folder),
+            run_config=tune.RunConfig(
+                name=PREFIX_FOLDER,
+                storage_path=study,
+                failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=0,  # its epoch lines say enough
+            ),
+        )
+    results = _fit_or_storage_full(tuner, spec)
+    missing = [e for e in plan.forks if not fork_ready(study, e)]
+    if missing and hint.interrupted:
+        return results  # Ctrl-C: mhss-tune --resume finishes it
+    if missing:
+        error = next((r.error for r in results if r.error), None)
+        why = f": {str(error).strip().splitlines()[-1][:200]}" if error else ""
+        raise UserError(f"{prefix_path(spec)}: the shared warm-up did not finish (no checkpoint after epoch {missing[0]}){why}")
+    print(f"shared warm-up: done; the trials start from its checkpoints after epoch {', '.join(map(str, plan.forks))}", flush=True)
+    return None
 
 
 def restore_tuner(spec: StudySpec):
@@ -207,9 +250,11 @@ def check_storage_room(spec: StudySpec) -> None:
 
     folder, one = found
     running = min(spec.num_trials, spec.tune.max_concurrent_trials or spec.num_trials)
-    check_room(
-        folder, one * (spec.num_trials + running), "--storage", f"a checkpoint per trial ({spec.num_trials}, about {one / 1e6:.0f} MB each)"
+    forks = len(spec.warmup_plan.forks) + 1 if spec.warmup_plan is not None else 0  # the shared warm-up's forks and its own
+    what = f"a checkpoint per trial ({spec.num_trials}, about {one / 1e6:.0f} MB each)" + (
+        f" and {forks} for the shared warm-up" if forks else ""
     )
+    check_room(folder, one * (spec.num_trials + running + forks), "--storage", what)
 
 
 def _fit_or_storage_full(tuner, spec: StudySpec):
@@ -256,13 +301,14 @@ def run_study(
     path = study_path(spec)
     lock = StudyLock(path)
     lock.check_free()
+    started = holds_study(path)  # the trials' own experiment (a study killed in its shared warm-up has only that one)
     if resume == "if-exists":
-        resume = holds_study(path)
-    if resume and not holds_study(path):  # checked before Ray starts: it needs no cluster
+        resume = started or holds_study(prefix_path(spec))
+    if resume and not started and not holds_study(prefix_path(spec)):  # checked before Ray starts: it needs no cluster
         raise UserError(f"{path}: holds no study to resume")
-    if resume:
+    if resume and started:
         check_resumable(path)
-    if not resume and holds_study(path):
+    if not resume and (started or holds_study(prefix_path(spec))):
         if not overwrite:
             raise UserError(
                 f"{path}: already holds a study; pass --resume to continue it, --overwrite to start over, or --name to start another"
@@ -276,17 +322,21 @@ def run_study(
     note = lock.acquire()
     try:
         if not resume:
-            if holds_study(path):
+            if holds_study(path) or holds_study(prefix_path(spec)):
                 remove_study(path)
             write_study_info(spec, path)  # first, so that an interrupted study can be analysed too
-        else:
+        elif started:
             for line in repair_before_resume(path):
                 print(line, flush=True)
         print(watch_lines(spec, dashboard, address), flush=True)
         prebuild_decode_cache(spec, address)  # data.cache_dir, with every CPU, before the first trial
-        tuner = restore_tuner(spec) if resume else build_tuner(spec)
         hint = _ResumeHint()
         logging.getLogger("ray.tune.tune").addFilter(hint)
+        if spec.warmup_plan is not None:
+            interrupted = run_warmup_prefix(spec, hint)
+            if interrupted is not None:
+                return StudyRun(interrupted, True, note)
+        tuner = restore_tuner(spec) if resume and started else build_tuner(spec)
         results = _fit_or_storage_full(tuner, spec)
         return StudyRun(results, hint.interrupted, note)
     finally:

@@ -1,0 +1,125 @@
+"""A shared warm-up (`tune.share_warmup: auto`): the epochs every searched trial trains alike, trained once.
+
+A method with a warm-up (CoSELFIE, MHSS) trains every entry alike until the warm-up ends, and keys such
+as α, θ and the noise rates act only after it: trials that differ only in those keys (the method's
+registry entry names them, `after_warmup_keys`) train bit-identical warm-ups. A prefix run, one Tune
+trial of its own stored in the study's `warmup_prefix` folder, trains the longest warm-up of the space
+once and keeps a fork checkpoint after every epoch where a searched warm-up may end. Each searched trial
+then starts from the fork at its own warm-up's end, first reporting the prefix's rows of the epochs
+before it (ASHA, the curves and the analysis see every epoch), and trains on. The baseline arms train on
+their own. A forked trial's metrics equal those of the same trial run alone, bit for bit on CPU
+(tests/tune/test_warmup_share.py).
+
+The forks live beside the study's own files (a local folder or a bucket, through pyarrow's
+filesystems); each is complete once its `done.json` is written, so a prefix killed while saving one is
+trained again from its last Tune checkpoint by `mhss-tune --resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from ..config import RunConfig, from_dict, set_key
+from ..errors import UserError
+from ..registry import METHODS
+from .distributions import Dimension
+
+PREFIX_KEY = "warmup_prefix"  # the one extra key of the prefix run's point
+FOLDER = "warmup_prefix"  # in the study folder: the prefix's Tune experiment and its forks
+DONE_FILE = "done.json"
+
+
+@dataclass(frozen=True)
+class WarmupPlan:
+    epochs: int  # the prefix run's length: the longest warm-up of the space
+    forks: tuple[int, ...]  # the epochs after which a fork checkpoint is kept: every warm-up a trial can have
+    trials: int  # the searched trials that start from a fork
+    searched_warmup: bool  # method.warmup is searched: the prefix runs with the longest
+
+    def point(self) -> dict:
+        return {PREFIX_KEY: True, **({"method.warmup": self.epochs} if self.searched_warmup else {})}
+
+    def saved(self) -> tuple[int, int]:
+        """The trial-epochs it saves, at the least and at the most (every trial at the shortest or longest warm-up)."""
+        return self.trials * self.forks[0] - self.epochs, self.trials * self.forks[-1] - self.epochs
+
+    def describe(self) -> str:
+        low, high = self.saved()
+        forks = f"epoch {self.forks[0]}" if len(self.forks) == 1 else f"epochs {', '.join(map(str, self.forks[:-1]))} and {self.forks[-1]}"
+        saved = f"{low}" if low == high else f"{low}-{high}"
+        return (
+            f"shared warm-up: one prefix run trains epochs 1-{self.epochs} once and keeps a checkpoint after {forks}; "
+            f"the {self.trials} searched trials start from the one at their own warm-up's end "
+            f"({saved} trial-epochs saved; the baseline arms train their own)"
+        )
+
+
+def plan_warmup(share: str, base: dict, base_cfg: RunConfig, dims: list[Dimension], trials: int) -> tuple[WarmupPlan | None, str]:
+    """(the plan, '') when the searched trials can share their warm-up, else (None, why not)."""
+    if share == "off":
+        return None, "shared warm-up: off (tune.share_warmup)"
+    spec = METHODS.get(base_cfg.method.name)
+    if spec.warmup_epochs is None or not spec.after_warmup_keys:
+        return None, f"shared warm-up: none ({base_cfg.method.name} has no warm-up that trials share)"
+    after = {f"method.{k}" for k in spec.after_warmup_keys}
+    acting = sorted({d.key.split("[")[0] for d in dims} - after)
+    if acting:
+        return None, f"shared warm-up: none ({', '.join(acting)} change{'s' if len(acting) == 1 else ''} the warm-up itself)"
+    if trials < 2:
+        return None, "shared warm-up: none (fewer than 2 searched trials)"
+    warmup_dim = next((d for d in dims if d.key == "method.warmup"), None)
+    if warmup_dim is None:
+        forks = {spec.warmup_epochs(base_cfg)}
+    else:
+        low, high = (int(v) for v in warmup_dim.bounds())
+        forks = set()
+        for value in (v for v in range(low, high + 1) if warmup_dim.inside(v)):
+            config = {**base, "method": dict(base.get("method", {}))}
+            set_key(config, "method.warmup", value)
+            forks.add(spec.warmup_epochs(from_dict(RunConfig, config)))
+    if min(forks) < 1:
+        return None, "shared warm-up: none (a warm-up of 0 epochs)"
+    ordered = tuple(sorted(forks))
+    return WarmupPlan(ordered[-1], ordered, trials, warmup_dim is not None), ""
+
+
+# ----------------------------------------------------------------------------- the forks in the study's storage
+
+
+def fork_uri(study: str, epoch: int) -> str:
+    return f"{study.rstrip('/')}/{FOLDER}/forks/epoch_{epoch}"
+
+
+def fork_ready(study: str, epoch: int) -> bool:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(fork_uri(study, epoch))
+    return fs.get_file_info(f"{path}/{DONE_FILE}").type == pyarrow.fs.FileType.File
+
+
+def save_fork(study: str, epoch: int, folder: str) -> None:
+    """Copy the checkpoint folder written after `epoch` to its fork, then mark the fork complete."""
+    import pyarrow.fs
+
+    uri = fork_uri(study, epoch)
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+        fs.delete_dir_contents(path)  # what a killed prefix left half-copied
+    fs.create_dir(path, recursive=True)  # a local destination must exist (a bucket has no folders)
+    pyarrow.fs.copy_files(folder, uri)
+    with fs.open_output_stream(f"{path}/{DONE_FILE}") as f:
+        f.write(json.dumps({"epoch": epoch}).encode())
+
+
+def load_fork(study: str, epoch: int, folder: str) -> None:
+    """Copy the fork after `epoch` into the local `folder`."""
+    import pyarrow.fs
+
+    if not fork_ready(study, epoch):
+        raise UserError(
+            f"{fork_uri(study, epoch)}: the shared warm-up's checkpoint after epoch {epoch} is missing (mhss-tune --resume trains it)"
+        )
+    os.makedirs(folder, exist_ok=True)
+    pyarrow.fs.copy_files(fork_uri(study, epoch), folder)

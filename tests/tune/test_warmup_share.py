@@ -1,0 +1,103 @@
+"""The shared warm-up (tune.share_warmup, mhss_ray/tune/warmup_share.py): real studies through mhss-tune.
+
+A forked trial's rows must equal those of the same trial run alone, bit for bit on CPU; a study killed
+while its prefix trains must finish with --resume, every trial with every epoch once."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER
+
+from ..conftest import REPO
+from ..studies import kill_when, reported_epochs, result_rows
+
+# MHSS on a tiny budget: trials differ only in what acts after the warm-up (alpha, theta, the warm-up's length)
+SPACE = {
+    "seed": 2,
+    "data": {"image_size": 16, "n_train": 128, "n_val": 48, "n_test": 48, "batch_size": 32},
+    "noise": {"mode": "complex", "rate": 0.2},
+    "model": {"name": "resnet18"},
+    "method": {"name": "mhss", "q": 2, "noise_rate_source": "given", "noise_rate": 0.1},
+    "schedule": {"epochs": 4},
+    "runtime": {"device": "cpu", "threads": 1},
+    "search": {
+        "method.alpha": {"dist": "uniform", "low": 0.5, "high": 1.5},
+        "method.theta": {"dist": "uniform", "low": 0.0, "high": 1.0},
+        "method.warmup": {"dist": "randint", "low": 2, "high": 4},
+    },
+    "tune": {
+        "num_samples": 3,
+        "max_concurrent_trials": 2,
+        "scheduler": {"name": "fifo"},
+        "search_alg": {"name": "random", "seed": 5},
+        "resources": {"workers": 0, "cpus_per_worker": 1},
+    },
+}
+# what differs between two runs of the same training: clocks, places and Tune's own bookkeeping
+NOT_COMPARED = {
+    "epoch_seconds", "images_per_s", "train_seconds", "node_id", "trial_id", "timestamp", "time_this_iter_s", "time_total_s",
+    "time_since_restore", "iterations_since_restore", "date", "hostname", "pid", "node_ip", "checkpoint_dir_name", "done",
+    "should_checkpoint", "experiment_tag", "config", "training_iteration",
+}  # fmt: skip
+
+
+def study(tmp_path, name: str, *sets: str):
+    space = tmp_path / f"{name}.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    storage = tmp_path / "studies"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
+    for s in sets:
+        cmd += ["--set", s]
+    return storage / name, cmd, env
+
+
+def by_point(folder) -> dict:
+    """(alpha, theta, warm-up) -> the trial's rows without the keys that are not training results."""
+    out = {}
+    for rows in result_rows(folder).values():
+        c = rows[0]["config"]
+        if c.get(FOLDER):
+            continue  # the prefix run itself (searched trials only)
+        key = (c["method.alpha"], c["method.theta"], c["method.warmup"])
+        out[key] = [{k: v for k, v in r.items() if k not in NOT_COMPARED} for r in rows]
+    return out
+
+
+def test_forked_trials_equal_the_same_trials_run_alone_bit_for_bit(tmp_path):
+    shared, cmd, env = study(tmp_path, "shared")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    alone, cmd_off, env = study(tmp_path, "alone", "tune.share_warmup=off")
+    done_off = subprocess.run(cmd_off, env=env, capture_output=True, text=True, timeout=900)
+    assert done_off.returncode == 0, done_off.stdout[-3000:] + done_off.stderr[-3000:]
+
+    assert "shared warm-up: done" in done.stdout and "shared warm-up" not in done_off.stdout.replace("shared warm-up: off", "")
+    assert "starting from the shared warm-up after epoch" in done.stdout + done.stderr
+    forks = sorted(p.parent.name for p in (shared / FOLDER / "forks").glob(f"*/{DONE_FILE}"))
+    assert forks == ["epoch_2", "epoch_3"]
+    rows, rows_off = by_point(shared), by_point(alone)
+    assert len(rows) == 3 and rows.keys() == rows_off.keys()  # the same sampled points in both studies
+    for point in rows:
+        assert [r["epoch"] for r in rows[point]] == [1, 2, 3, 4]  # every epoch, the warm-up's copied from the prefix
+        assert rows[point] == rows_off[point], point  # bit for bit: every loss, mAP and label figure
+
+
+def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
+    folder, cmd, env = study(tmp_path, "killed")
+    prefix = folder / FOLDER
+    assert kill_when(cmd, env, lambda: any(2 in e for e in reported_epochs(prefix).values()) if prefix.exists() else False)
+    assert not list(folder.glob("experiment_state-*"))  # killed before the trials started
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials = {t: e for t, e in reported_epochs(folder).items() if t not in reported_epochs(prefix)}
+    assert len(trials) == 3 and all(e == [1, 2, 3, 4] for e in trials.values()), trials
+    from mhss_ray.analysis.load import load_study
+
+    loaded = load_study(str(folder))
+    assert len(loaded.trials) == 3  # the analysis reads the study's trials, not the prefix run
+    assert json.loads((prefix / "forks" / "epoch_3" / DONE_FILE).read_text()) == {"epoch": 3}
