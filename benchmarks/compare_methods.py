@@ -205,7 +205,8 @@ def table(results: dict, variants: dict | None = None) -> str:
         "α = 1, T_k = 10, q = 5, θ = 0.05, warm-up q (DISC 10); selection per class unless the row names another granularity"
         if variants in (None, ALL_VARIANTS)
         else "the user's setting: every method trains on RandAugment views (rand-m9-mstd0.5, translation at most 10%), noise rates "
-        "estimated from the data (rows named -oracle: the oracle's), otherwise METHODS.md revision 2 as shipped; one CPU thread per run"
+        "estimated from the data by the likelihood fit (rows named -oracle: the oracle's), JCC where both networks agree: revision 3 "
+        "as shipped (docs/methods.md); one CPU thread per run"
         if variants is USER_VARIANTS
         else "METHODS.md revision 2 as shipped: ASL (γ- 4, clip 0.05), α = 1, T_k = 10, oracle ε_c, per-class-polarity selection with "
         "per-class rates, q = 5, θ = 0.05, history threshold p*, refurbishing rejected entries only, warm-up max(q + ⌈E/10⌉, ⌈E/3⌉) = 10 "
@@ -252,7 +253,10 @@ def table(results: dict, variants: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-PAIRS = [("mhss", "asl"), ("mhss", "coteaching"), ("mhss", "coselfie"), ("disc", "asl"), ("mhss", "mhss-oracle")]
+PAIRS = [
+    ("mhss", "asl"), ("mhss", "coteaching"), ("mhss", "coselfie"), ("disc", "asl"), ("mhss", "mhss-oracle"), ("coteaching", "asl"),
+    ("mhss-oracle", "asl"), ("coteaching-oracle", "asl"),
+]  # fmt: skip
 
 
 def paired_differences(results: dict) -> list[str]:
@@ -283,6 +287,16 @@ def paired_differences(results: dict) -> list[str]:
                 interval = "- (one seed)"
             lines.append(f"| {noise} | {a} − {b} | {len(d)} | {d.mean():+.2f} | {interval} |")
     return lines + [""]
+
+
+def write_methods_json(folder: Path) -> None:
+    """methods.json: one row per run of both comparisons, revision 2's (no augmentation, the oracle's rates)
+    and the user's setting (augmentation, estimated rates), told apart by `augment` and `noise_rate_source`."""
+    out = []
+    for store, setting in (("methods_runs.json", "revision 2"), ("methods_user_runs.json", "user")):
+        if (folder / store).exists():
+            out += [{**row, "setting": setting} for row in rows(json.loads((folder / store).read_text()))]
+    _write_atomic(folder / "methods.json", json.dumps(out, indent=1) + "\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -369,8 +383,9 @@ def main(argv=None) -> int:
     _write_atomic(path.with_suffix(".md"), md + "\n")
     if args.variant_set == "user" and path.name == "methods_user_runs.json":  # the user's setting, beside revision 2's
         _write_atomic(path.with_name("methods_user.json"), json.dumps(rows(results), indent=1) + "\n")
+        write_methods_json(path.parent)
     if args.variant_set == "rev2" and path.name == "methods_runs.json":  # the flat rows and table of the comparison, beside its run store
-        _write_atomic(path.with_name("methods.json"), json.dumps(rows(results), indent=1) + "\n")
+        write_methods_json(path.parent)
         _write_atomic(path.with_name("methods.md"), md + "\n")
     print(md)
     return 0
