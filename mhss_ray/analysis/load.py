@@ -131,6 +131,18 @@ def _epochs_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
+def _times(frame: pd.DataFrame) -> dict:
+    """When the trial started (its first report less that epoch's time) and last reported, as Unix seconds
+    from Tune's own result rows; none where the rows lack them."""
+    if frame.empty or "timestamp" not in frame:
+        return {}
+    stamps = pd.to_numeric(frame["timestamp"], errors="coerce").dropna()
+    if stamps.empty:
+        return {}
+    first = float(stamps.iloc[0]) - float(pd.to_numeric(frame.get("time_this_iter_s", pd.Series([0.0])), errors="coerce").fillna(0).iloc[0])
+    return {"started": first, "ended": float(stamps.iloc[-1])}
+
+
 def load_study(path: str) -> StudyTables:
     """One study folder (local path or URI) -> StudyTables."""
     from ray.tune import ExperimentAnalysis
@@ -155,7 +167,7 @@ def load_study(path: str) -> StudyTables:
     for trial in analysis.trials:
         frame, damage = read_results(trial)
         epochs = _epochs_frame(frame)
-        row = {"study": name, "trial_id": trial.trial_id, "status": trial.status}
+        row = {"study": name, "trial_id": trial.trial_id, "status": trial.status, **_times(frame)}
         n = int(epochs["epoch"].max()) if not epochs.empty else 0
         n = max(n, int((trial.last_result or {}).get("epoch") or 0))  # Tune's state knows epochs a damaged file lost
         row["damaged"] = damage
@@ -188,8 +200,29 @@ def load_study(path: str) -> StudyTables:
             epoch_frames.append(epochs)
     trials = pd.DataFrame(trial_rows)
     epochs_df = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=["study", "trial_id", "epoch"])
+    trials = at_common_epoch(trials, epochs_df, metric)
     info = dict(info, name=name, metric=metric, mode=mode)
     return StudyTables(trials, epochs_df, {name: info})
+
+
+def at_common_epoch(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each trial's metric (and test mAP) at `common_epoch`, the last epoch every searched trial reached:
+    a trial ASHA stopped at epoch 5 and one that ran 9 are compared at equal training there, where their
+    best values mix what the knobs did with how long they trained."""
+    if trials.empty or metric not in epochs:
+        return trials
+    searched = trials[~is_arm(trials)]
+    reached = searched.loc[searched["epochs"] > 0, "epochs"]
+    if reached.empty:
+        return trials
+    common = int(reached.min())
+    at = epochs[epochs["epoch"] == common].drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    trials = trials.copy()
+    trials["common_epoch"] = common
+    trials[f"{metric}_at_common"] = trials["trial_id"].map(at[metric]).astype(float)
+    if "test_mAP" in at:
+        trials["test_mAP_at_common"] = trials["trial_id"].map(at["test_mAP"]).astype(float)
+    return trials
 
 
 class _DropFetchWarnings(logging.Filter):

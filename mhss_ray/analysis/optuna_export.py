@@ -5,7 +5,9 @@ One Optuna study per study, named like it; one Optuna trial per searched Tune tr
     params               the sampled point, named like the columns of trials.parquet (eps_<class> for per-class rates),
                          declared with the distributions of the space file (the study record keeps them)
     intermediate values  the study's metric at every epoch (step = epoch)
-    value                the trial's best metric over its epochs (what mhss-analyze ranks trials by)
+    value                the trial's best metric over its epochs (what mhss-analyze ranks trials by); a pruned
+                         trial keeps its last value, as Optuna's own pruning does
+    start, complete      when the trial started and last reported, from Tune's result rows
     state                COMPLETE (ran to max_t), PRUNED (stopped early by ASHA), FAIL (errored, or unfinished
                          because the study was interrupted; the user attribute `outcome` says which)
 The baseline arms are study attributes (`baseline <method> best <metric>`), not trials: an arm has no
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from datetime import datetime
 
 import pandas as pd
 
@@ -95,6 +98,8 @@ def optuna_trials(tables: StudyTables, name: str) -> tuple[list, dict]:
         state = getattr(optuna.trial.TrialState, STATES[row["outcome"]])
         best = row.get(f"best_{metric}")
         value = float(best) if state.name == "COMPLETE" and pd.notna(best) else None
+        if state.name == "PRUNED" and steps:
+            value = steps[max(steps)]  # Optuna's convention: a pruned trial's value is its last intermediate one
         if state.name == "COMPLETE" and value is None:
             state = optuna.trial.TrialState.FAIL  # ran to the end without reporting its metric
         params = {c: _plain(row[c]) for c in columns if pd.notna(row[c])}
@@ -102,16 +107,18 @@ def optuna_trials(tables: StudyTables, name: str) -> tuple[list, dict]:
         for key in ("best_epoch", "test_mAP_at_best", "error", "node"):
             if key in row and pd.notna(row[key]) and row[key] != "":
                 attrs[key] = _plain(row[key])
-        out.append(
-            optuna.trial.create_trial(
-                state=state,
-                value=value,
-                params=params,
-                distributions={c: dists[c] for c in params},
-                user_attrs=attrs,
-                intermediate_values={k: v for k, v in steps.items() if math.isfinite(v)},
-            )
+        trial = optuna.trial.create_trial(
+            state=state,
+            value=value,
+            params=params,
+            distributions={c: dists[c] for c in params},
+            user_attrs=attrs,
+            intermediate_values={k: v for k, v in steps.items() if math.isfinite(v)},
         )
+        if pd.notna(row.get("started")) and pd.notna(row.get("ended")):  # Tune's times, not the export's
+            trial.datetime_start = datetime.fromtimestamp(float(row["started"]))
+            trial.datetime_complete = datetime.fromtimestamp(float(row["ended"])) if state.is_finished() else None
+        out.append(trial)
     study_attrs = {"metric": metric, "max_t": info.get("max_t"), "space_file": info.get("space_file")}
     for _, arm in trials[is_arm(trials)].iterrows():
         best = arm.get(f"best_{metric}")

@@ -40,6 +40,7 @@ def _ranked(trials: pd.DataFrame, info: dict) -> pd.DataFrame:
 
 
 ARM_STYLES = ("tab:red", "tab:purple", "tab:brown", "black")  # one per baseline arm, dashed
+TRIAL_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:pink", "tab:olive", "tab:cyan")  # never an arm's
 
 
 def _draw_arm_levels(ax, trials: pd.DataFrame, info: dict) -> None:
@@ -62,13 +63,15 @@ def _label(trial: pd.Series) -> str:
 
 
 def metric_vs_alpha(tables: StudyTables, name: str):
-    """Each trial's best metric against α, coloured by θ; the marker says how the trial ended."""
+    """Each trial's metric against α at the last epoch every trial reached (equal training; its best where
+    that is unknown), coloured by θ; the marker says how the trial ended."""
     trials, _, info = _study(tables, name)
     metric = info["metric"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     searched = lambda key: key if key in trials and trials[key].notna().any() else None  # noqa: E731  (columns of other studies are NaN here)
     x_key, c_key = searched("method.alpha"), searched("method.theta")
-    col = f"best_{metric}"
+    common = f"{metric}_at_common" if f"{metric}_at_common" in trials and trials[f"{metric}_at_common"].notna().any() else None
+    col = common or f"best_{metric}"
     if col in trials and x_key:
         for outcome, marker in OUTCOME_MARKERS.items():
             df = trials[(trials["outcome"] == outcome) & trials[col].notna()]
@@ -84,8 +87,9 @@ def metric_vs_alpha(tables: StudyTables, name: str):
     else:
         ax.text(0.5, 0.5, "α was not searched in this study", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("α (forget-rate multiplier)")
-    ax.set_ylabel(f"best {metric}")
-    ax.set_title(f"{name}: best {metric} per trial vs α")
+    where = f"{metric} at epoch {int(trials['common_epoch'].iloc[0])}, reached by every trial" if common else f"best {metric}"
+    ax.set_ylabel(where)
+    ax.set_title(f"{name}: {where}, vs α")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -98,7 +102,7 @@ def learning_curves(tables: StudyTables, name: str):
     ranked = _ranked(trials, info)
     top = list(ranked["trial_id"].head(TOP))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = dict(zip(top, plt.cm.tab10.colors))
+    colours = dict(zip(top, TRIAL_COLOURS))
     rank = {tid: k for k, tid in enumerate(top, start=1)}
     in_order = pd.concat([ranked, trials[~trials["trial_id"].isin(ranked["trial_id"])]])  # best first: the legend reads as a ranking
     arm_ids = set(trials[is_arm(trials)]["trial_id"])
@@ -295,8 +299,7 @@ def importance(tables: StudyTables, name: str):
     table = param_importance(frame)
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(table), 3) + 1.5))
     if table.empty:
-        ax.text(0.5, 0.5, f"importance needs {MIN_TRIALS} or more searched trials with a result\n({len(frame)} here)",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.text(0.5, 0.5, empty_importance_reason(frame), ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
     y = np.arange(len(table))[::-1]
@@ -311,18 +314,33 @@ def importance(tables: StudyTables, name: str):
     return fig
 
 
+def empty_importance_reason(frame: pd.DataFrame) -> str:
+    """Why the importance panel is empty, and what it needs."""
+    if len(frame) < MIN_TRIALS:
+        return (
+            f"no importance: it needs {MIN_TRIALS} or more searched trials with a result,\n{len(frame)} here "
+            f"({MIN_TRIALS - len(frame)} more: raise tune.num_samples)"
+        )
+    if frame.shape[1] < 2:
+        return "no importance: no searched value varies across the trials"
+    return f"no importance: every one of the {len(frame)} trials has the same {frame.columns[-1].replace('best_', 'best ')}"
+
+
 def val_vs_test(tables: StudyTables, name: str):
-    """Every trial's validation metric against its test counterpart at its best epoch: does choosing by
+    """Every trial's validation metric against its test counterpart at the last epoch every trial reached
+    (trials at different epochs would correlate through their training length alone): does choosing by
     validation choose well on test? Baseline arms as stars; Spearman's rank correlation in the title."""
     trials, epochs, info = _study(tables, name)
     metric = info["metric"]
     test = "test_" + metric.removeprefix("val_") if metric.startswith("val_") else "test_mAP"
     fig, ax = plt.subplots(figsize=(6, 5))
     rows, arms = [], is_arm(trials)
+    common = int(trials["common_epoch"].iloc[0]) if "common_epoch" in trials and trials["common_epoch"].notna().any() else None
     for index, trial in trials.iterrows():
-        if pd.isna(trial.get("best_epoch")):
+        epoch = common if common is not None else trial.get("best_epoch")
+        if pd.isna(epoch):
             continue
-        at = epochs[(epochs["trial_id"] == trial["trial_id"]) & (epochs["epoch"] == trial["best_epoch"])]
+        at = epochs[(epochs["trial_id"] == trial["trial_id"]) & (epochs["epoch"] == epoch)]
         if at.empty or metric not in at or test not in at:
             continue
         rows.append({"val": float(at[metric].iloc[0]), "test": float(at[test].iloc[0]), "arm": bool(arms[index]),
@@ -342,7 +360,7 @@ def val_vs_test(tables: StudyTables, name: str):
     lo, hi = points[["val", "test"]].min().min(), points[["val", "test"]].max().max()
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls=":", label="test = validation")
     rho = searched["val"].rank().corr(searched["test"].rank()) if len(searched) > 2 else float("nan")
-    ax.set_xlabel(f"{metric} at the best epoch")
+    ax.set_xlabel(f"{metric} at epoch {common}, reached by every trial" if common is not None else f"{metric} at the best epoch")
     ax.set_ylabel(f"{test} at the same epoch")
     ax.set_title(f"{name}: validation vs test (Spearman ρ {rho:.2f} over {len(searched)} trials)")
     ax.grid(alpha=0.3)

@@ -131,10 +131,19 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
             f"best_{metric}",
             "best_epoch",
             "test_mAP_at_best",
+            f"{metric}_at_common",
             "epochs",
             *[c for c in shown_config() if c in trials],
         ]
+        shown = [c for c in shown if c in trials]
         lines += ["", "Best trials:", "", *_table(best, shown)]
+        if "common_epoch" in trials:
+            lines += [
+                "",
+                f"`{metric}_at_common`: each trial at epoch {int(trials['common_epoch'].iloc[0])}, the last one every searched trial "
+                "reached. Trials stopped early (ASHA) trained fewer epochs, so their best values are not on an equal footing with "
+                "the others'; this column is.",
+            ]
         per_method = best_trials(StudyTables(trials, tables.epochs, {name: info}), top=1_000_000).groupby("method", sort=False).head(1)
         lines += [
             "",

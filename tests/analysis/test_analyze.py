@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -61,6 +62,12 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
     assert len(stopped) >= 1 and (stopped["epochs"] < 4).all()
     assert (trials.loc[trials["outcome"] == "completed", "epochs"] == 4).all()
     assert set(trials["outcome"]) <= {"completed", "stopped early"}
+    # every trial beside its best at the last epoch all searched trials reached: the stopped ones set it
+    common = int(trials["common_epoch"].iloc[0])
+    assert common == int(trials.drop(arms.index)["epochs"].min())
+    for _, trial in trials.iterrows():
+        row = epochs[(epochs["trial_id"] == trial["trial_id"]) & (epochs["epoch"] == common)]
+        assert trial["val_mAP_at_common"] == row["val_mAP"].iloc[0]
 
     summary = (out / "summary.md").read_text()
     searched = trials.drop(arms.index)
@@ -68,6 +75,7 @@ def test_analyze_writes_tables_summary_best_config_and_plots(studies, tmp_path):
     first_row = next(line for line in summary.splitlines() if line.startswith("| ") and "trial_id" not in line and "---" not in line)
     assert first_row.startswith(f"| {best['trial_id']} |"), first_row
     assert "early stopping saved" in summary
+    assert f"each trial at epoch {common}, the last one every searched trial reached" in summary
     arm_rows = {line.split(" | ")[0].strip("| "): line for line in summary.splitlines() if line.startswith(("| asl |", "| coteaching |"))}
     for _, arm in arms.iterrows():  # the best trial's gain over each arm, from the table's own figures
         gain = best["best_val_mAP"] - arm["best_val_mAP"]
@@ -147,6 +155,7 @@ def test_optuna_export_reads_back_every_trial_param_and_epoch(studies, tmp_path)
     storage, _, env = studies
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     out = tmp_path / "analysis"
+    exported = time.time()
     proc = analyze([storage / "demo", "--out", out, "--optuna-storage", url], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"optuna-dashboard {url}" in proc.stdout
@@ -164,7 +173,13 @@ def test_optuna_export_reads_back_every_trial_param_and_epoch(studies, tmp_path)
     for t in study.trials:
         row = searched.loc[t.user_attrs["trial_id"]]
         assert t.state.name == states[row["outcome"]]
-        assert t.value == (pytest.approx(row["best_val_mAP"]) if t.state.name == "COMPLETE" else None)
+        mine = epochs[epochs["trial_id"] == t.user_attrs["trial_id"]].sort_values("epoch")
+        last = mine["val_mAP"].iloc[-1]  # a pruned trial keeps its last value, as Optuna's own pruning does
+        assert t.value == (pytest.approx(row["best_val_mAP"]) if t.state.name == "COMPLETE" else pytest.approx(last))
+        # Tune's own times, not the export's: the trial started before it ended, both before the export began
+        assert t.datetime_start.timestamp() == pytest.approx(row["started"], abs=1e-3)
+        assert row["started"] < row["ended"] < exported
+        assert t.datetime_complete.timestamp() == pytest.approx(row["ended"], abs=1e-3)
         assert set(t.params) == {"method.alpha", "method.theta", "method.warmup", "optim.lr", *[f"eps_{i}" for i in range(10)]}
         for key, value in t.params.items():
             assert value == pytest.approx(row[key]), key
