@@ -84,6 +84,7 @@ REV2_MAIN = ["asl-clean", "asl", "coteaching", "coselfie", "mhss", "mhss-cdnr", 
 # oracle rows measure what estimation costs. Revision 2's rows above were measured without
 # augmentation: they pin data.randaugment: none and stay the reference (results/methods_runs.json).
 ESTIMATED = {"noise_rate_source": "estimated"}
+NO_AUGMENTATION = {"data": {"randaugment": "none"}}
 USER_VARIANTS = {
     "asl-clean": {"method": {"name": "asl-clean"}},
     "asl": {"method": {"name": "asl"}},
@@ -93,9 +94,11 @@ USER_VARIANTS = {
     "disc": {"method": {"name": "disc"}},
     "coteaching-oracle": {"method": {"name": "coteaching"}},
     "mhss-oracle": {"method": {"name": "mhss"}},
+    # where MHSS may still help: the same training without augmentation (not in the default run)
+    "asl-unaugmented": {"method": {"name": "asl"}, **NO_AUGMENTATION},
+    "mhss-unaugmented": {"method": {"name": "mhss", **ESTIMATED}, **NO_AUGMENTATION},
 }
-USER_MAIN = list(USER_VARIANTS)
-NO_AUGMENTATION = {"data": {"randaugment": "none"}}
+USER_MAIN = [v for v in USER_VARIANTS if not v.endswith("-unaugmented")]
 ALL_VARIANTS = {**VARIANTS, **INVESTIGATIONS}
 VARIANT_SETS = {"rev1": ALL_VARIANTS, "rev2": REV2_VARIANTS, "user": USER_VARIANTS}
 UNAUGMENTED_SETS = ("rev1", "rev2")  # measured before the in-memory datasets were augmented
@@ -254,8 +257,8 @@ def table(results: dict, variants: dict | None = None) -> str:
 
 
 PAIRS = [
-    ("mhss", "asl"), ("mhss", "coteaching"), ("mhss", "coselfie"), ("disc", "asl"), ("mhss", "mhss-oracle"), ("coteaching", "asl"),
-    ("mhss-oracle", "asl"), ("coteaching-oracle", "asl"),
+    ("mhss", "asl"), ("mhss", "coteaching"), ("mhss", "coselfie"), ("disc", "asl"), ("mhss", "mhss-oracle"),
+    ("coteaching", "asl"), ("mhss-oracle", "asl"), ("coteaching-oracle", "asl"), ("mhss-unaugmented", "asl-unaugmented"),
 ]  # fmt: skip
 
 
