@@ -21,6 +21,10 @@ PLAIN_NAME = re.compile(r"^[^/\\\0]+$")
 PER_CLASS = re.compile(r"^method\.noise_rates\[(\d+)\]$")
 NAMED_CLASSES = 4
 
+# A forked trial's warm-up rows, reported from the shared warm-up's prefix run (tune/warmup_share.py),
+# carry this column: the analysis counts them as trained once, by the prefix.
+SHARED_ROW = "shared_warmup"
+
 
 def column_name(key: str, class_names: list[str]) -> str:
     """A readable name for a searched key: per-class noise rates become eps_<class>."""

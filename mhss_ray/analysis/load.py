@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..study_record import column_name
+from ..study_record import SHARED_ROW, column_name
 from ..study_record import read_record as read_info
 
 # Tune's bookkeeping columns that say nothing about the model
@@ -183,6 +183,7 @@ def load_study(path: str) -> StudyTables:
         row["method"] = config.get(BASELINE_COLUMN) or config.get("method.name", base_method)
         row.update({column_name(k, classes): v for k, v in config.items()})
         row["epochs"] = n
+        row["epochs_shared"] = int(epochs[SHARED_ROW].fillna(False).astype(bool).sum()) if SHARED_ROW in epochs else 0
         if not epochs.empty and metric in epochs:
             values = epochs[metric].astype(float)
             best = int(values.idxmax() if mode == "max" else values.idxmin())
@@ -281,11 +282,16 @@ def best_trials(tables: StudyTables, top: int = 5) -> pd.DataFrame:
 
 
 def epoch_budget(tables: StudyTables, name: str) -> dict:
-    """Epochs the study ran against every trial running max_t epochs (what early stopping saved)."""
+    """Epochs the study's trials ran (with the warm-up rows they took from a shared warm-up) against every
+    trial running max_t epochs (what early stopping saved), and the epochs trained: the shared rows once,
+    in the prefix run."""
     df = tables.trials[tables.trials["study"] == name]
-    max_t = tables.study(name).get("max_t")
+    info = tables.study(name)
+    max_t = info.get("max_t")
     run = int(df["epochs"].sum())
+    shared = int(df["epochs_shared"].sum()) if "epochs_shared" in df else 0
+    budget = {"epochs_run": run, "epochs_trained": run - shared + (int(info.get("shared_warmup_epochs") or 0) if shared else 0)}
     if not max_t:
-        return {"epochs_run": run}
+        return budget
     full = int(len(df) * max_t)
-    return {"epochs_run": run, "epochs_without_stopping": full, "saved_share": 1 - run / full if full else np.nan}
+    return {**budget, "epochs_without_stopping": full, "saved_share": 1 - budget["epochs_trained"] / full if full else np.nan}

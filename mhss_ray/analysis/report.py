@@ -15,6 +15,7 @@ import yaml
 from ..config import RunConfig, apply_point, from_dict
 from ..outputs import FolderKind, check_not_reading, check_replaceable, check_writable, remove_owned, user_mode, write_marker
 from ..registry import METHODS
+from ..study_record import SHARED_ROW
 from .load import BASELINE_COLUMN, OUTCOMES, StudyTables, baseline_arms, best_trials, column_name, epoch_budget
 from .plots import save_all
 
@@ -117,10 +118,15 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
         elif info.get("scheduler", {}).get("name") == "fifo":
             lines.append(f"No early stopping (FIFO): {budget['epochs_run']} epochs run.")
         elif "epochs_without_stopping" in budget:
+            saver = "early stopping and the shared warm-up" if budget["epochs_trained"] != budget["epochs_run"] else "early stopping"
             lines.append(
-                f"Epoch budget: {budget['epochs_run']} epochs run of the {budget['epochs_without_stopping']} that every trial "
-                "running to max_t would "
-                f"have taken: early stopping saved {budget['saved_share']:.0%}."
+                f"Epoch budget: {budget['epochs_trained']} epochs trained of the {budget['epochs_without_stopping']} that every trial "
+                f"running to max_t on its own would have taken: {saver} saved {budget['saved_share']:.0%}."
+            )
+        if budget["epochs_trained"] != budget["epochs_run"]:
+            lines.append(
+                f"The trials report {budget['epochs_run']} epochs; their warm-ups were trained once, by a "
+                f"{info.get('shared_warmup_epochs')}-epoch prefix run (rows marked `{SHARED_ROW}`)."
             )
         best = best_trials(tables, top=5)
         best = best[best["study"] == name]

@@ -121,6 +121,8 @@ def study_info(spec: StudySpec) -> dict:
         "searched": [d.key for d in spec.dimensions],
         "dimensions": [{"key": d.key, "dist": d.dist, "params": d.params} for d in spec.dimensions],  # what Optuna's export declares
         "base": spec.base,
+        # the prefix run's length: a forked trial's first rows (marked shared_warmup) were trained once, there
+        "shared_warmup_epochs": spec.warmup_plan.epochs if spec.warmup_plan is not None else None,
     }
 
 

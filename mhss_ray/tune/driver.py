@@ -17,6 +17,7 @@ import socket
 from ..disk_space import check_storage_room
 from ..train.checkpoint import CHECKPOINT_FILE
 from .checkpoint_notes import read_reported, restored_as, rows_to_report_again, write_reported
+from ..study_record import SHARED_ROW
 from .cluster import study_path
 from .console import summary_metrics, trial_line
 from .space import BASELINE_KEY, StudySpec
@@ -122,7 +123,7 @@ def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
     log(f"starting from the shared warm-up after epoch {epoch}")
     main = trainer.world.is_main
     for row in rows:
-        metrics = {k: v for k, v in row.items() if k != "node_id"}
+        metrics = {**{k: v for k, v in row.items() if k != "node_id"}, SHARED_ROW: True}  # trained once, by the prefix
         report(metrics, folder if main and row["epoch"] == epoch else None)
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -32,6 +32,10 @@ def check_trackers(names: list, key: str = "tune.callbacks") -> None:
 
 def tracker_callbacks(names: list, study_name: str, class_names: list[str]) -> list:
     callbacks = []
+    if importlib.util.find_spec("tensorboardX") is not None:  # Tune's own would name eps_<class> by its config key
+        from .tensorboard_logger import StudyTBXLogger
+
+        callbacks.append(StudyTBXLogger(class_names))
     for name in names:
         if name == "mlflow":
             from .mlflow_logger import StudyMLflowLogger

@@ -40,6 +40,32 @@ def test_mlflow_holds_a_run_per_trial_with_its_params_and_every_epoch(demo_study
         assert history == [(r["epoch"], pytest.approx(r["val_mAP"])) for r in reported]
 
 
+def test_tensorboard_hparams_name_a_per_class_rate_by_its_class(demo_study):
+    """Each trial's TensorBoard events hold its searched values as hparams, named as in the tables
+    (`eps_3`), never by the config key (`method.noise_rates[3]`)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    storage, _, _, proc = demo_study
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows, arms = _searched_and_arms(storage / "demo")
+    searched = set(rows) - arms
+    assert searched
+    for trial_id in searched:
+        (events,) = (storage / "demo").glob(f"*{trial_id}*/events.out.tfevents.*")
+        names = {}
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        names.update(data.session_start_info.hparams)
+        config = rows[trial_id][0]["config"]
+        assert names["eps_3"].number_value == pytest.approx(config["method.noise_rates[3]"])
+        assert names["method.alpha"].number_value == pytest.approx(config["method.alpha"])
+        assert not any(name.startswith("method.noise_rates") for name in names)
+
+
 def wandb_records(path: Path):
     """The protobuf records of an offline W&B run file (`run-<id>.wandb`: a 7-byte header, then LevelDB's
     log format, 32 KiB blocks of records that may span blocks); W&B 0.31 ships no Python reader for it."""

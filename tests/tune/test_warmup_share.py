@@ -10,6 +10,7 @@ import sys
 
 import yaml
 
+from mhss_ray.analysis.load import epoch_budget, load_study
 from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER
 
 from ..conftest import REPO
@@ -42,6 +43,7 @@ NOT_COMPARED = {
     "epoch_seconds", "images_per_s", "train_seconds", "node_id", "trial_id", "timestamp", "time_this_iter_s", "time_total_s",
     "time_since_restore", "iterations_since_restore", "date", "hostname", "pid", "node_ip", "checkpoint_dir_name", "done",
     "should_checkpoint", "experiment_tag", "config", "training_iteration",
+    "shared_warmup",  # the mark of a row the prefix trained (checked on its own below)
 }  # fmt: skip
 
 
@@ -85,6 +87,14 @@ def test_forked_trials_equal_the_same_trials_run_alone_bit_for_bit(tmp_path):
     for point in rows:
         assert [r["epoch"] for r in rows[point]] == [1, 2, 3, 4]  # every epoch, the warm-up's copied from the prefix
         assert rows[point] == rows_off[point], point  # bit for bit: every loss, mAP and label figure
+    forked = [t for t in result_rows(shared).values() if not t[0]["config"].get(FOLDER)]  # not the prefix run itself
+    assert len(forked) == 3
+    for trial in forked:  # the rows a forked trial took from the prefix are marked, its own are not
+        warmup = trial[0]["config"]["method.warmup"]
+        assert [bool(r.get("shared_warmup")) for r in trial] == [r["epoch"] <= warmup for r in trial]
+    warmups = sum(trial[0]["config"]["method.warmup"] for trial in forked)
+    budget = epoch_budget(load_study(str(shared)), shared.name)  # the analysis counts the prefix's 3 epochs once
+    assert (budget["epochs_run"], budget["epochs_trained"]) == (12, 12 - warmups + 3), budget
 
 
 def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
@@ -96,8 +106,6 @@ def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = {t: e for t, e in reported_epochs(folder).items() if t not in reported_epochs(prefix)}
     assert len(trials) == 3 and all(e == [1, 2, 3, 4] for e in trials.values()), trials
-    from mhss_ray.analysis.load import load_study
-
     loaded = load_study(str(folder))
     assert len(loaded.trials) == 3  # the analysis reads the study's trials, not the prefix run
     assert json.loads((prefix / "forks" / "epoch_3" / DONE_FILE).read_text()) == {"epoch": 3}
