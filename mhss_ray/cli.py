@@ -101,7 +101,7 @@ def _train(argv) -> int:
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     trainer.run(folder.report, log=lambda line: print(line, flush=True))
-    summary = folder.write_summary(cfg, trainer.data.class_names)
+    summary = folder.write_summary(cfg, trainer.data.class_names, trainer.review)
     print(
         f"done: test mAP {summary['test_mAP_final']:.2f} (last-3 mean {summary['test_mAP_last3_mean']:.2f}, "
         f"at best val {summary['test_mAP_at_best_val']:.2f}); wrote {folder.path}/metrics.jsonl, summary.md, checkpoint/",
@@ -266,27 +266,54 @@ def _audit(argv) -> int:
     )
     parser.add_argument("--from", dest="source", required=True, help="an mhss-train run folder, or a study folder (local or s3://...)")
     parser.add_argument("--trial", default="best", help="with a study: best (by the study's metric; the default) or a trial id")
-    parser.add_argument("--out", required=True, help="the table to write: FILE.parquet or FILE.csv (never an existing file)")
+    parser.add_argument("--out", help="the table to write: FILE.parquet or FILE.csv (never an existing file)")
+    parser.add_argument(
+        "--review",
+        help="a review sheet to write, FILE.csv: the suspects first, most likely wrong first, each with a verdict to fill in "
+        "(correct / wrong / unsure); train on it with noise.verified",
+    )
+    parser.add_argument(
+        "--sample", type=int, default=0, help="with --review: N images drawn at random, all their classes (the unbiased rates)"
+    )
     args = parser.parse_args(argv)
 
     from .apply.audit import audit, known_precision
     from .apply.locate import locate
     from .outputs import check_new_table, write_table
 
-    out = check_new_table(args.out, "--out")
+    if not args.out and not args.review:
+        raise UserError("mhss-audit: give --out FILE (the table) or --review FILE.csv (a sheet to fill in), or both")
+    if args.sample and not args.review:
+        raise UserError("--sample: only with --review (it adds random images to the review sheet)")
+    out = check_new_table(args.out, "--out") if args.out else None
+    sheet_out = check_new_table(args.review, "--review") if args.review else None
+    if sheet_out is not None and not str(sheet_out).endswith(".csv"):
+        raise UserError(f"--review: {args.review}: a review sheet is a .csv file (any spreadsheet opens it)")
     run = locate(args.source, args.trial)
     trainer = run.trainer()
     table = audit(trainer)
-    write_table(table, out)
+    if out is not None:
+        write_table(table, out)
     n_corrected = int(table["corrected"].sum()) if len(table) else 0
     print(
         f"{run.source}: {len(table)} suspected label errors ({n_corrected} corrected by {run.config.method.name}, "
-        f"{len(table) - n_corrected} deemed unreliable) of {trainer.observed.numel()} training entries; wrote {out}"
+        f"{len(table) - n_corrected} deemed unreliable) of {trainer.observed.numel()} training entries"
+        + (f"; wrote {out}" if out is not None else "")
     )
     checked = known_precision(trainer, table)
     if checked is not None:
         where = "the verified subset" if run.config.noise.mode == "real" else "the injected noise"
         print(f"against {where}: {checked[1]:.1%} of the {checked[0]} listed entries whose clean label is known are label errors")
+    if sheet_out is not None:
+        from .apply.review_sheet import review_sheet
+
+        sheet = review_sheet(trainer, table, args.sample, run.config.seed)
+        write_table(sheet, sheet_out)
+        print(
+            f"review sheet: {int((sheet['suspect'] == 'yes').sum())} suspects and {args.sample} random images "
+            f"({int((sheet['random_sample'] == 'yes').sum())} entries); wrote {sheet_out}: fill in its verdict column "
+            "(correct / wrong / unsure), then train with noise.verified: [that file]"
+        )
     return 0
 
 

@@ -88,6 +88,8 @@ class NoiseConfig:
     sloppy_weight: float = num(5.0, 1.0, 100.0)  # how much likelier an error lands on a sloppy image
     # real only: a label file in the dataset's own format holding verified labels of some training images
     clean_subset: Optional[str] = None
+    # review sheets people filled in (mhss-audit --review): their entries train with the verified label
+    verified: Optional[list] = None
 
 
 @dataclass
@@ -119,7 +121,7 @@ class MethodConfig:
     # oracle: the realised rates of synthetic noise; given: noise_rates / noise_rate; estimated: from the
     # networks' predictions on the training labels (noise_rate_estimator), refreshed after every epoch until
     # the method selects (the warm-up; Co-teaching: the t_k ramp), or after every epoch (noise_rate_refresh)
-    noise_rate_source: Literal["oracle", "given", "estimated"] = "oracle"
+    noise_rate_source: Literal["oracle", "given", "estimated", "verified"] = "oracle"  # verified: noise.verified's random sample
     noise_rate_estimator: Literal["likelihood", "confident", "mixture"] = "likelihood"
     noise_rate_refresh: Literal["warmup", "every_epoch"] = "warmup"
     # while it estimates, each of the two networks leaves out its own share of the training images, so that the
@@ -375,6 +377,10 @@ def _check_consistency(obj: Any, path: str) -> None:
         obj.clean_subset = expand_env(obj.clean_subset, _join(path, "clean_subset"))
         if obj.clean_subset is not None and obj.mode != "real":
             raise UserError(f"{_join(path, 'clean_subset')}: only used with mode: real (verified labels of real noise)")
+        if obj.verified is not None:
+            if not isinstance(obj.verified, list) or not obj.verified or not all(isinstance(f, str) for f in obj.verified):
+                raise UserError(f"{_join(path, 'verified')}: expected a list of review sheet files (CSV), got {show_value(obj.verified)}")
+            obj.verified = [expand_env(f, f"{_join(path, 'verified')}[{i}]") for i, f in enumerate(obj.verified)]
 
 
 def default_warmup(q: int, epochs: int) -> int:
@@ -422,6 +428,11 @@ def _check_run(cfg: RunConfig) -> None:
         raise UserError(
             f"method.warmup: {m.warmup} is below method.q {m.q}: the first corrections would read the untrained network's "
             "predictions (keep warmup >= q)"
+        )
+    if m.noise_rate_source == "verified" and not cfg.noise.verified:
+        raise UserError(
+            "method.noise_rate_source: verified measures the rates on the random sample of noise.verified, which is not set "
+            "(mhss-audit --review FILE.csv --sample N writes one)"
         )
     if spec.forgets and m.noise_rate_source == "given":
         check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate, granularity=m.granularity)

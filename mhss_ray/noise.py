@@ -179,6 +179,15 @@ def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) ->
     return eps_c, eps
 
 
+def sampled_rates(m: MethodConfig, measured: dict, device) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """(eps_c, global eps, 2 x C per-polarity rates) measured on noise.verified's random sample (`verified`)."""
+    eps_c = torch.tensor(measured["eps_c"], dtype=torch.float32, device=device)
+    eps_pm = torch.tensor(measured["eps_pm"], dtype=torch.float32, device=device)
+    eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
+    check_forget_rates(m.alpha, [float(x) for x in eps_c], m.noise_rate, "verified eps_c", m.granularity)
+    return eps_c, eps, eps_pm
+
+
 def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
     """2 x C: the share of the observed negatives (row 0) and of the observed positives (row 1) of
     each class that are wrong (METHODS.md section 2, revision 2). `oracle` counts them; `given` puts

@@ -8,22 +8,27 @@ import torch
 
 from ..config import RunConfig, round_length
 from ..errors import UserError
-from ..noise import UNKNOWN, noise_rates, polarity_rates
+from ..noise import UNKNOWN, noise_rates, polarity_rates, sampled_rates
 from ..registry import METHODS
 from . import baseline, coteaching, coselfie, mhss, disc  # noqa: F401  (each registers itself; this order is the listed order)
 from .base import Batch, Method, MethodInputs, Selection
 from .losses import AsymmetricLoss, masked_batch_loss
 
 
-def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor) -> Method:
-    """observed/clean: the N x C training labels (uint8) on the training device."""
+def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor, measured: dict | None = None) -> Method:
+    """observed/clean: the N x C training labels (uint8) on the training device; measured: the rates of
+    noise.verified's random sample (verdicts.Verdicts.sample_rates), for noise_rate_source verified."""
     spec = METHODS.get(cfg.method.name)
     if spec.needs_clean and bool((clean == UNKNOWN).any()):
         raise UserError(f"method.name: {spec.name} trains on the clean labels, which noise.mode real does not have")
     inputs = MethodInputs(cfg, observed, clean, AsymmetricLoss.from_config(cfg.loss), epochs=round_length(cfg))
-    if spec.forgets:
+    split = cfg.method.polarity_rates == "split" and cfg.method.granularity == "per_class_polarity"
+    if spec.forgets and cfg.method.noise_rate_source == "verified":
+        inputs.eps_c, inputs.eps, eps_pm = sampled_rates(cfg.method, measured, observed.device)
+        inputs.eps_pm = eps_pm if split else None
+    elif spec.forgets:
         inputs.eps_c, inputs.eps = noise_rates(cfg.method, observed, clean)
-        if cfg.method.polarity_rates == "split" and cfg.method.granularity == "per_class_polarity":
+        if split:
             inputs.eps_pm = polarity_rates(cfg.method, observed, clean, inputs.eps_c)
     return spec.build(inputs)
 

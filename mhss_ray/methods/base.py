@@ -53,6 +53,9 @@ class Batch:
 class Method:
     num_networks: int = 1
     num_views: int = 1
+    # N x C bool, True where a person verified the label (noise.verified; self.observed holds it there): such
+    # entries are learnt by every network, with that label, never rejected or refurbished (set by the trainer)
+    verified: torch.Tensor | None = None
 
     def __init__(self, observed: torch.Tensor, clean: torch.Tensor, loss_fn: AsymmetricLoss):
         self.observed = observed  # N x C uint8, the noisy training labels, on the training device
@@ -73,9 +76,16 @@ class Method:
     def select(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> list[Selection]:
         raise NotImplementedError
 
+    def protect(self, indices: torch.Tensor, selections: list[Selection]) -> list[Selection]:
+        """The selections with every verified entry of the batch learnt, with its verified label."""
+        if self.verified is None:
+            return selections
+        v, y = self.verified[indices], self.observed[indices]
+        return [Selection(torch.where(v, y, s.targets), None if s.mask is None else s.mask | v) for s in selections]
+
     def loss(self, batch: Batch) -> torch.Tensor:
         logits = [per_view[0] for per_view in batch.logits]
-        selections = self.select(batch.indices, logits)
+        selections = self.protect(batch.indices, self.select(batch.indices, logits))
         total = 0.0
         for z, s in zip(logits, selections):
             self.stats.add_training(batch.indices, s.targets, s.mask)

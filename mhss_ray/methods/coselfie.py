@@ -111,6 +111,8 @@ class CoSELFIE(EstimatesRates, Method):
         tau = self.tau()
         masks = [small_loss_mask(self.loss_fn(z.detach(), y), tau, self.cfg.granularity, y) for z, y in zip(logits, old)]
         r = [self.refurbishable(k, indices, masks[k], old[k]) for k in range(2)]
+        if self.verified is not None:  # a verified label is never refurbished
+            r = [(rk & ~self.verified[indices], mk) for rk, mk in r]
         if self.budget is not None:
             r = [(self.within_budget(k, indices, rk, mk, old[k]), mk) for k, (rk, mk) in enumerate(r)]
         refurb, labels = self.correct(indices, old, r)

@@ -82,6 +82,9 @@ class DISC(Method):
             return masked_batch_loss(self.loss_fn(z_w, y), None) + masked_batch_loss(self.loss_fn(z_s, y), None)
 
         clean, hard, purified = disc_sets(p_w, p_s, y, self.t_w[idx], self.t_s[idx], self.cfg.disc_sigma)
+        if self.verified is not None:  # a verified entry is clean: learnt with its label, never purified
+            v = self.verified[idx]
+            clean, hard, purified = clean | v, hard & ~v, purified & ~v
         y_used = torch.where(purified, 1 - y, y)
         old = self.table.get(idx)
         self.table.set(idx, y_used)

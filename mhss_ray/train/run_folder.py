@@ -32,7 +32,12 @@ RUN = FolderKind(
 
 def run_inputs(cfg: RunConfig) -> dict:
     """The paths a run reads, which its output folder must stay clear of."""
-    return {"data.root": cfg.data.root, "model.pretrained_path": cfg.model.pretrained_path, "noise.clean_subset": cfg.noise.clean_subset}
+    return {
+        "data.root": cfg.data.root,
+        "model.pretrained_path": cfg.model.pretrained_path,
+        "noise.clean_subset": cfg.noise.clean_subset,
+        **{f"noise.verified[{i}]": f for i, f in enumerate(cfg.noise.verified or [])},
+    }
 
 
 class RunFolder:
@@ -119,9 +124,13 @@ class RunFolder:
 
     # ------------------------------------------------------------ the end
 
-    def write_summary(self, cfg: RunConfig, class_names: list[str]) -> dict:
+    def write_summary(self, cfg: RunConfig, class_names: list[str], review: dict | None = None) -> dict:
+        """`review`: what noise.verified brought (Trainer.review): entries, the rates of its random sample,
+        the audit's precision as reviewed."""
         history = self.read_metrics()
         summary = summarise(history, class_names)
+        if review:
+            summary["review"] = review
         summary["config"] = cfg.to_dict()
         self._write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
         self._write_atomic(self.path / "summary.md", summary_markdown(summary, cfg))
@@ -212,4 +221,16 @@ def summary_markdown(s: dict, cfg: RunConfig) -> str:
         f"| {c} | {_f(s['test_AP_final'][c])} | {_f(s['noise_rates'][c], '.4f', 'not known')} | {_f(estimated.get(c), '.4f', '-')} |"
         for c in s["test_AP_final"]
     ]
+    review = s.get("review")
+    if review:
+        lines += ["", f"Verified labels (noise.verified): {review['verified_entries']} entries, {review['labels_changed']} corrected."]
+        if "audit_precision" in review:
+            p = review["audit_precision"]
+            lines.append(
+                f"The audit's suspects as reviewed: {p['suspects_wrong']} of {p['suspects_checked']} were wrong, precision "
+                f"{p['precision']:.3f} (95% interval {p['low']:.3f}-{p['high']:.3f})."
+            )
+        if "sample_rates" in review:
+            lines.append(f"Noise measured on {review['sample_images']} randomly sampled images (eps_c, 95% interval):")
+            lines += [f"- {c}: {e['eps']:.3f} ({e['low']:.3f}-{e['high']:.3f})" for c, e in review["sample_rates"].items()]
     return "\n".join(lines) + "\n"

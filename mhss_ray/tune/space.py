@@ -357,7 +357,7 @@ def _expand_points(points: list | None, n_classes: int = 0) -> list[dict]:
 
 # Paths a trial opens: Tune runs each trial in its own folder (and Ray Train its workers elsewhere),
 # so a path relative to where mhss-tune was started is made absolute before the trials get it.
-LOCAL_PATH_KEYS = (("data", "root"), ("model", "pretrained_path"))
+LOCAL_PATH_KEYS = (("data", "root"), ("model", "pretrained_path"), ("noise", "clean_subset"))
 
 
 def _check_model_names(cfg: RunConfig, dims: list) -> None:
@@ -379,6 +379,8 @@ def _absolute_paths(base: dict, cfg: RunConfig) -> dict:
         value = getattr(getattr(cfg, section), key)  # ${VAR} already expanded
         if value is not None:
             base.setdefault(section, {})[key] = str(Path(value).expanduser().absolute())
+    if cfg.noise.verified:  # review sheets: every trial and arm trains on the same verified labels
+        base.setdefault("noise", {})["verified"] = [str(Path(f).expanduser().absolute()) for f in cfg.noise.verified]
     return base
 
 

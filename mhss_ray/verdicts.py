@@ -1,0 +1,197 @@
+"""Review sheets: the entries people checked, and what they said (`noise.verified`).
+
+`mhss-audit --review FILE.csv` writes a sheet (apply/review_sheet.py): one row per training entry (image,
+class) with the observed label, the label the networks propose, whether the entry is a suspect or part
+of the random sample, and an empty `verdict` to fill in: is the observed label `correct`, `wrong`, or are
+you `unsure`. This module reads filled sheets back for training:
+
+- a decided entry trains with its verified label (the observed one if `correct`, the other if `wrong`),
+  in every network, never rejected or refurbished (methods/base.py `protect`);
+- the random sample's decided entries measure the noise without bias: per class and per polarity, with
+  95% Wilson intervals (`method.noise_rate_source: verified` takes its rates from them);
+- the suspects' verdicts measure the audit's precision on real data.
+
+A sheet names its dataset and a fingerprint of the training split it was written for, so a sheet of
+another dataset, size, seed or file list is refused, as is any row the split does not have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+VERDICTS = ("correct", "wrong", "unsure")
+SHEET_COLUMNS = (
+    "dataset", "split", "image", "row", "class", "observed", "proposed", "suspect", "suspect_rank", "random_sample",
+    "confidence", "verdict",
+)  # fmt: skip
+REQUIRED = ("dataset", "split", "row", "class", "observed", "random_sample", "suspect", "verdict")
+
+
+def split_fingerprint(data) -> str:
+    """A short digest of the training split's identity: its file names, or its pixels and labels for an
+    in-memory dataset (a different size, seed or validation carve gives another)."""
+    h = hashlib.sha1()
+    images = data.train.images
+    if hasattr(images, "names"):  # image files, by their names under data.root (the root may move)
+        for name in images.names.to_pylist():
+            h.update(str(name).encode() + b"\0")
+    elif hasattr(images, "images"):  # in memory
+        h.update(np.ascontiguousarray(images.images.numpy()).tobytes())
+    h.update(np.ascontiguousarray(data.train.labels).tobytes())
+    return f"train-{h.hexdigest()[:12]}"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share k / n (sound at k = 0 and for small n)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class Verdicts:
+    """Decided entries (`unsure` and blank verdicts left out) of every sheet, one per entry."""
+
+    rows: np.ndarray  # entry row (training split index)
+    cols: np.ndarray  # entry class index
+    observed: np.ndarray  # uint8, the label the sheet showed
+    labels: np.ndarray  # uint8, the verified label
+    sample: np.ndarray  # bool, part of the random sample
+    suspect: np.ndarray  # bool, listed by the audit
+    sample_images: int  # images in the random sample (each with all its classes)
+    files: list[str]
+
+    def mask(self, n: int, c: int) -> np.ndarray:
+        m = np.zeros((n, c), dtype=bool)
+        m[self.rows, self.cols] = True
+        return m
+
+    def apply(self, observed: np.ndarray) -> int:
+        """Write the verified labels into `observed` (N x C); returns how many changed."""
+        changed = int((observed[self.rows, self.cols] != self.labels).sum())
+        observed[self.rows, self.cols] = self.labels
+        return changed
+
+    def sample_rates(self, c: int) -> dict:
+        """The noise measured on the random sample: per class eps_c with its interval, and per polarity (the
+        wrong share among the observed negatives, then among the observed positives) as a 2 x C array."""
+        if not self.sample.any():
+            raise UserError(
+                "method.noise_rate_source: verified measures the rates on a random sample, and noise.verified holds none "
+                f"({', '.join(self.files)}); write a sheet with mhss-audit --review FILE.csv --sample N"
+            )
+        s = self.sample
+        wrong = self.labels[s] != self.observed[s]
+        eps_c, low, high, pm = np.zeros(c), np.zeros(c), np.zeros(c), np.zeros((2, c))
+        for k in range(c):
+            here = self.cols[s] == k
+            n, w = int(here.sum()), int(wrong[here].sum())
+            eps_c[k] = w / n if n else 0.0
+            low[k], high[k] = wilson(w, n)
+            for polarity in (0, 1):
+                side = here & (self.observed[s] == polarity)
+                pm[polarity, k] = float(wrong[side].mean()) if side.any() else 0.0
+        return {"eps_c": eps_c, "low": low, "high": high, "eps_pm": pm, "images": self.sample_images}
+
+    def audit_precision(self) -> dict | None:
+        """The share of the decided suspects whose observed label was wrong, with its interval."""
+        s = self.suspect
+        if not s.any():
+            return None
+        n, w = int(s.sum()), int((self.labels[s] != self.observed[s]).sum())
+        low, high = wilson(w, n)
+        return {"suspects_checked": n, "suspects_wrong": w, "precision": w / n, "low": low, "high": high}
+
+
+def _flag(value: str, where: str, column: str) -> bool:
+    v = value.strip().lower()
+    if v in ("yes", "true", "1"):
+        return True
+    if v in ("no", "false", "0", ""):
+        return False
+    raise UserError(f"{where}: {column} must be yes or no, got {value!r}")
+
+
+def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names: list[str], observed: np.ndarray) -> Verdicts:
+    """Every sheet of `noise.verified`, checked against the training split it must belong to."""
+    import pandas as pd
+
+    classes = {name: i for i, name in enumerate(class_names)}
+    n = observed.shape[0]
+    seen: dict[tuple[int, int], tuple[str, str]] = {}  # entry -> (verdict, where)
+    decided, sample_images = [], set()
+    for path in paths:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise UserError(f"noise.verified: {path}: no such file")
+        try:
+            sheet = pd.read_csv(file, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise UserError(f"noise.verified: {path}: not a review sheet CSV ({str(exc).splitlines()[0][:120]})") from None
+        missing = [c for c in REQUIRED if c not in sheet.columns]
+        if missing:
+            raise UserError(f"noise.verified: {path}: no {', '.join(missing)} column (write sheets with mhss-audit --review)")
+        if not sheet["verdict"].str.strip().any():
+            raise UserError(
+                f"noise.verified: {path}: the verdict column is empty; fill in {' / '.join(VERDICTS)} for the entries you checked"
+            )
+        for i, rec in enumerate(sheet.to_dict("records")):
+            where = f"{path}, row {i + 2}"  # the spreadsheet's own numbering (row 1 is the header)
+            if rec["dataset"] != dataset:
+                raise UserError(f"{where}: the sheet is of dataset {rec['dataset']!r}, this run trains on {dataset!r}")
+            if rec["split"] != fingerprint:
+                raise UserError(
+                    f"{where}: the sheet was written for another training split ({rec['split']}, this run's is {fingerprint}: "
+                    "another split, size, seed or file list)"
+                )
+            try:
+                r = int(rec["row"])
+            except ValueError:
+                raise UserError(f"{where}: row must be a whole number, got {rec['row']!r}") from None
+            if not 0 <= r < n:
+                raise UserError(f"{where}: row {r} is not an image of the training split (0-{n - 1})")
+            if rec["class"] not in classes:
+                raise UserError(f"{where}: unknown class {rec['class']!r} (the classes are {', '.join(class_names)})")
+            k = classes[rec["class"]]
+            if rec["observed"].strip() not in ("0", "1") or int(rec["observed"]) != int(observed[r, k]):
+                raise UserError(
+                    f"{where}: observed {rec['observed']!r} for row {r}, class {rec['class']}, but this run's label there is "
+                    f"{int(observed[r, k])} (a sheet of other labels or other noise?)"
+                )
+            verdict = rec["verdict"].strip().lower()
+            if verdict not in VERDICTS + ("",):
+                raise UserError(f"{where}: verdict must be one of {', '.join(VERDICTS)} (or blank), got {rec['verdict']!r}")
+            in_sample = _flag(rec["random_sample"], where, "random_sample")
+            if in_sample:
+                sample_images.add(r)
+            if verdict in ("", "unsure"):
+                continue
+            before = seen.get((r, k))
+            if before is not None:
+                if before[0] != verdict:
+                    raise UserError(f"{where}: row {r}, class {rec['class']} is {verdict} here and {before[0]} in {before[1]}")
+                continue
+            seen[(r, k)] = (verdict, where)
+            label = int(observed[r, k]) if verdict == "correct" else 1 - int(observed[r, k])
+            decided.append((r, k, int(observed[r, k]), label, in_sample, _flag(rec["suspect"], where, "suspect")))
+    arr = np.array(decided, dtype=np.int64).reshape(-1, 6)
+    return Verdicts(
+        rows=arr[:, 0],
+        cols=arr[:, 1],
+        observed=arr[:, 2].astype(np.uint8),
+        labels=arr[:, 3].astype(np.uint8),
+        sample=arr[:, 4].astype(bool),
+        suspect=arr[:, 5].astype(bool),
+        sample_images=len(sample_images),
+        files=[str(p) for p in paths],
+    )
