@@ -64,7 +64,7 @@ class Verdicts:
 
     rows: np.ndarray  # entry row (training split index)
     cols: np.ndarray  # entry class index
-    observed: np.ndarray  # uint8, the label the sheet showed
+    observed: np.ndarray  # uint8, the observed label before any verdict
     labels: np.ndarray  # uint8, the verified label
     sample: np.ndarray  # bool, part of the random sample
     suspect: np.ndarray  # bool, listed by the audit
@@ -128,7 +128,9 @@ def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names:
 
     classes = {name: i for i, name in enumerate(class_names)}
     n = observed.shape[0]
-    seen: dict[tuple[int, int], tuple[str, str]] = {}  # entry -> (verdict, where)
+    seen: dict[tuple[int, int], tuple[int, str]] = {}  # entry -> (verified label, where)
+    # a later round's sheet (written from a run trained on earlier sheets) shows their verified labels
+    shown_before = observed.copy()
     decided, sample_images = [], set()
     for path in paths:
         file = Path(path).expanduser()
@@ -163,7 +165,8 @@ def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names:
             if rec["class"] not in classes:
                 raise UserError(f"{where}: unknown class {rec['class']!r} (the classes are {', '.join(class_names)})")
             k = classes[rec["class"]]
-            if rec["observed"].strip() not in ("0", "1") or int(rec["observed"]) != int(observed[r, k]):
+            shown = rec["observed"].strip()
+            if shown not in ("0", "1") or int(shown) not in (int(observed[r, k]), int(shown_before[r, k])):
                 raise UserError(
                     f"{where}: observed {rec['observed']!r} for row {r}, class {rec['class']}, but this run's label there is "
                     f"{int(observed[r, k])} (a sheet of other labels or other noise?)"
@@ -176,14 +179,18 @@ def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names:
                 sample_images.add(r)
             if verdict in ("", "unsure"):
                 continue
+            label = int(shown) if verdict == "correct" else 1 - int(shown)
             before = seen.get((r, k))
             if before is not None:
-                if before[0] != verdict:
-                    raise UserError(f"{where}: row {r}, class {rec['class']} is {verdict} here and {before[0]} in {before[1]}")
+                if before[0] != label:
+                    raise UserError(
+                        f"{where}: row {r}, class {rec['class']} is {verdict} here (label {label}) and label {before[0]} in {before[1]}"
+                    )
                 continue
-            seen[(r, k)] = (verdict, where)
-            label = int(observed[r, k]) if verdict == "correct" else 1 - int(observed[r, k])
+            seen[(r, k)] = (label, where)
             decided.append((r, k, int(observed[r, k]), label, in_sample, _flag(rec["suspect"], where, "suspect")))
+        for (r, k), (label, _) in seen.items():
+            shown_before[r, k] = label
     arr = np.array(decided, dtype=np.int64).reshape(-1, 6)
     return Verdicts(
         rows=arr[:, 0],

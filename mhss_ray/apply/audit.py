@@ -67,6 +67,8 @@ def audit(trainer) -> pd.DataFrame:
     else:
         rejected = torch.ones_like(corrected)
     listed = corrected | (rejected & (proposed != observed))
+    if getattr(method, "verified", None) is not None:  # a label a person verified (noise.verified) is not a suspect
+        listed &= ~method.verified
     agree = torch.stack([p == proposed for p in predicted]).all(0)
     confidence = torch.where(proposed.bool(), probs, 1 - probs)
     quantile = torch.stack([_quantiles(loss) for loss in losses]).mean(0)

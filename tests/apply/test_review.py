@@ -101,6 +101,19 @@ def test_training_on_the_verdicts_uses_them_and_measures_the_noise_and_the_audit
         assert torch.equal(labels[rows, cols], truth)
     assert bool(trainer.method.verified[rows, cols].all()) and int(trainer.method.verified.sum()) == len(table)
 
+    # a second round: the audit of the verified run lists no verified entry; both sheets train together
+    assert exit_code(audit_main, "--from", folder / "verified", "--review", folder / "round2.csv", "--sample", 3) == 0
+    round2 = pd.read_csv(folder / "round2.csv", dtype=str, keep_default_na=False)
+    first = set(zip(table["row"], table["class"]))
+    assert not any(e in first for e in zip(round2.loc[round2["suspect"] == "yes", "row"], round2.loc[round2["suspect"] == "yes", "class"]))
+    truth = [int(clean[int(r), classes.index(c)]) for r, c in zip(round2["row"], round2["class"])]
+    round2["verdict"] = ["correct" if int(o) == t else "wrong" for o, t in zip(round2["observed"], truth)]
+    round2.to_csv(folder / "round2.csv", index=False)
+    config = config_file(folder, noise={"verified": [str(filled), str(folder / "round2.csv")]})
+    assert exit_code(train_main, "--config", config, "--out", folder / "round2") == 0
+    both = json.loads((folder / "round2" / "summary.json").read_text())["review"]
+    assert both["verified_entries"] == len(first | set(zip(round2["row"], round2["class"])))
+
 
 def test_review_sheets_that_do_not_fit_are_refused_in_one_line(sheet, tmp_path, capsys):
     folder, table, filled, *_ = sheet
@@ -124,7 +137,7 @@ def test_review_sheets_that_do_not_fit_are_refused_in_one_line(sheet, tmp_path, 
         ("other-split", [variant("other-split", lambda t: t.assign(split="train-000000000000"))], "written for another training split"),
         ("empty-verdicts", [variant("empty-verdicts", lambda t: t.assign(verdict=""))], "the verdict column is empty"),
         ("bad-verdict", [variant("bad-verdict", lambda t: set_at(t, "verdict", "maybe"))], "verdict must be one of correct, wrong, unsure"),
-        ("disagree", [str(filled), variant("disagree", lambda t: set_at(t, "verdict", flipped))], f"is {flipped} here and"),
+        ("disagree", [str(filled), variant("disagree", lambda t: set_at(t, "verdict", flipped))], f"is {flipped} here (label"),
         ("missing", [str(tmp_path / "nowhere.csv")], "nowhere.csv: no such file"),
         (
             "no-sample",
