@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-quick lint clean
+NOTEBOOK_OUT ?= runs/notebook
+
+.PHONY: install demo notebook test test-quick lint clean
 
 install: $(STAMP)
 
@@ -15,6 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/mhss-tune --space search_spaces/demo.yaml --overwrite
+
+# the analysis notebook, headless, on MHSS_STUDY (default runs/studies/demo, after `make demo`): the
+# executed copy, with every table and plot, goes to $(NOTEBOOK_OUT)/explore_study.ipynb
+notebook: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+		--output-dir $(NOTEBOOK_OUT) analysis/explore_study.ipynb
+	@echo "open it with: $(BIN)/pip install jupyterlab && $(BIN)/jupyter lab $(NOTEBOOK_OUT)/explore_study.ipynb"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -335,20 +335,36 @@ def _predict(argv) -> int:
     args = parser.parse_args(argv)
 
     from .apply.locate import locate
-    from .apply.predict import images_to_predict, predict, prediction_table, thresholds_of
+    from .apply.predict import beside, images_to_predict, metrics_table, predict, prediction_table, thresholds_of, thresholds_table
     from .outputs import check_new_table, write_table
 
     out = check_new_table(args.out, "--out")
+    thresholds_out = check_new_table(beside(out, "thresholds"), "--out (its thresholds file)")
     run = locate(args.source, args.trial)
     trainer = run.trainer()
-    dataset, names, _ = images_to_predict(trainer, args.images)
+    dataset, names, labels = images_to_predict(trainer, args.images)
+    metrics_out = check_new_table(beside(out, "metrics"), "--out (its metrics file)") if labels is not None else None
     probs, rows = predict(trainer, dataset, log=lambda line: print(line, file=sys.stderr, flush=True))
-    table = prediction_table(names, rows, probs, thresholds_of(trainer, run.state), trainer.data.class_names)
+    thresholds = thresholds_of(trainer, run.state)
+    classes = trainer.data.class_names
+    table = prediction_table(names, rows, probs, thresholds, classes)
+    write_table(thresholds_table(thresholds, classes), thresholds_out)
+    written = [str(out), thresholds_out.name]
+    if metrics_out is not None:  # a split of the run's own dataset: its labels are known
+        metrics = metrics_table(probs, labels[rows], thresholds, classes)
+        write_table(metrics, metrics_out)
+        written.append(metrics_out.name)
     write_table(table, out)
-    positives = int(table[trainer.data.class_names].to_numpy().sum())
+    positives = int(table[[f"pred_{c}" for c in classes]].to_numpy().sum())
     print(
-        f"{run.source}: {len(table)} images predicted ({positives} positive decisions over {trainer.data.num_classes} classes); wrote {out}"
+        f"{run.source}: {len(table)} images predicted ({positives} positive decisions over {trainer.data.num_classes} classes); "
+        f"wrote {', '.join(written)}"
     )
+    if metrics_out is not None:
+        mean = metrics.iloc[-1]
+        print(
+            f"against the split's labels: mAP {mean['AP']:.2f}, mean F1 {mean['F1']:.3f} at the thresholds (per class: {metrics_out.name})"
+        )
     return 0
 
 

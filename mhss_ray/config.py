@@ -421,8 +421,11 @@ def _check_run(cfg: RunConfig) -> None:
             "no round would select or correct (fewer restarts, more epochs or a shorter warm-up)"
         )
     if spec.warmup and m.warmup is not None and m.warmup >= epochs:
+        shorter = max(epochs - 1, 0)
+        q = f" method.q={min(m.q, shorter)}" if spec.histories and m.q > shorter else ""  # the history must fit the warm-up
         raise UserError(
-            f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below the epochs)"
+            f"method.warmup: {m.warmup} warm-up epochs with schedule.epochs {epochs}: {m.name} would never start (keep it below "
+            f"the epochs; for a short try, set method.warmup={shorter}{q})"
         )
     if spec.histories and m.warmup is not None and m.warmup < m.q:
         raise UserError(

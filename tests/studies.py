@@ -45,7 +45,8 @@ DEMO_TINY = [
     "data.n_test=48",
     "data.batch_size=32",
     "schedule.epochs=4",
-    "runtime.threads=1",
+    # runtime.threads unset, as in the demo: each trial computes with Ray's default (one thread per CPU), which
+    # best_config_<study>.yaml records (tests/analysis/test_analyze.py reruns it standalone)
     "tune.scheduler.grace_period=1",
     "tune.search_alg.n_initial_points=2",
     "tune.max_concurrent_trials=2",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -241,6 +242,24 @@ def _resolve(path: str):
     if not p.is_dir():
         raise UserError(f"{path}: no such study folder")
     return p
+
+
+def study_paths(value: str) -> list[str]:
+    """Comma-separated study paths (the notebook's MHSS_STUDY). A relative path is read from where the user
+    started (PWD: a notebook's kernel runs in the notebook's folder, but inherits the shell's PWD), else from
+    the repository; URIs and absolute paths as they are."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    starts = [Path(os.environ["PWD"])] if os.environ.get("PWD") else []
+    out = []
+    for path in (p.strip() for p in value.split(",") if p.strip()):
+        if "://" in path or Path(path).expanduser().is_absolute():
+            out.append(path)
+            continue
+        found = [base / path for base in (*starts, repo) if (base / path).is_dir()]
+        out.append(str(found[0] if found else (starts or [Path.cwd()])[0] / path))
+    return out
 
 
 def load_studies(paths: list[str]) -> StudyTables:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import yaml
@@ -37,6 +37,12 @@ def best_config(tables: StudyTables, name: str) -> dict | None:
     trial_id = best.iloc[0]["trial_id"]
     point = _points(tables, name)[trial_id]
     cfg = from_dict(RunConfig, apply_point(info["base"], point))
+    epochs = tables.epochs[tables.epochs["trial_id"] == trial_id]
+    if cfg.runtime.threads is None and "torch_threads" in epochs and epochs["torch_threads"].notna().any():
+        # the trial's own thread count: with another one the float sums, and so the numbers, differ
+        cfg.runtime.threads = int(epochs["torch_threads"].dropna().iloc[-1])
+    if cfg.data.cache_dir not in (None, "auto", "off") and PurePosixPath(cfg.data.cache_dir).name == "decode_cache":
+        cfg.data.cache_dir = "auto"  # what `auto` became on the machine the study ran on: auto again wherever it runs next
     return cfg.to_dict()
 
 

@@ -55,9 +55,13 @@ def images_to_predict(trainer, spec: str) -> tuple[Dataset, list[str], np.ndarra
     path = Path(spec).expanduser()
     template = trainer.data.test.images
     if not isinstance(template, ImageFiles):
-        raise UserError(
-            f"--images {spec}: {trainer.cfg.data.name} builds its images in memory; predict on one of its splits (--images test)"
-        )
+        if not path.is_dir():
+            raise UserError(
+                f"--images {spec}: a model of {trainer.cfg.data.name} (built in memory) predicts one of its splits or a folder of images"
+            )
+        names = _files_of(path)
+        dataset = _in_memory_like(template, path, names, trainer.data.in_chans, trainer.cfg.data.image_size)
+        return dataset, [str(path / n) for n in names], None
     if path.is_dir():
         folder, names = path, _files_of(path)
     elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
@@ -66,6 +70,28 @@ def images_to_predict(trainer, spec: str) -> tuple[Dataset, list[str], np.ndarra
         raise UserError(f"--images {spec}: expected train, val, test, a folder of images or a manifest (.csv, .parquet)")
     dataset = ImageFiles(folder, pa.array(names, pa.string()), template.reader, template.transforms, template.size)
     return dataset, [str(folder / n) for n in names], None
+
+
+def _in_memory_like(template, folder: Path, names: list[str], channels: int, size: int) -> Dataset:
+    """Image files as a model trained on an in-memory dataset sees its images: `channels` bands (RGB or
+    grey), `size` x `size` pixels, its normalisation."""
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.base import InMemoryImages
+
+    if channels not in (1, 3):
+        raise UserError(f"--images {folder}: the model reads {channels} bands; image files give 1 (grey) or 3 (RGB)")
+    arrays = []
+    for name in names:
+        try:
+            with Image.open(folder / name) as image:
+                image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size, size, channels))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"{folder / name}: cannot decode image ({str(exc).splitlines()[0][:120]})") from None
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return InMemoryImages(images, template.mean, template.std)
 
 
 def predict(trainer, dataset: Dataset, log=None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,9 +114,35 @@ def thresholds_of(trainer, state: dict) -> np.ndarray:
 
 
 def prediction_table(names: list[str], rows: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """One row per image: image, then per class p_<class> (the probability) and <class> (the decision, 0 or 1)."""
+    """One row per image: image, then per class p_<class> (the probability) and pred_<class> (the decision, 0 or 1)."""
     table = {"image": [names[r] for r in rows]}
     for c, name in enumerate(classes):
         table[f"p_{name}"] = probs[:, c]
-        table[name] = (probs[:, c] >= thresholds[c]).astype(np.uint8)
+        table[f"pred_{name}"] = (probs[:, c] >= thresholds[c]).astype(np.uint8)
     return pd.DataFrame(table)
+
+
+def thresholds_table(thresholds: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """The per-class thresholds behind the decisions (chosen on the validation split)."""
+    return pd.DataFrame({"class": classes, "threshold": np.asarray(thresholds, dtype=float)})
+
+
+def metrics_table(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per class and their mean (the last row, `mean`): AP (from the probabilities) and precision, recall and F1
+    of the decisions; AP is empty for a class without positive images."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    decided = probs >= thresholds
+    rows = []
+    for c, name in enumerate(classes):
+        ap = float(average_precision_score(labels[:, c], probs[:, c])) * 100 if labels[:, c].any() else np.nan
+        p, r, f, _ = precision_recall_fscore_support(labels[:, c], decided[:, c], average="binary", zero_division=0)
+        rows.append({"class": name, "positives": int(labels[:, c].sum()), "AP": ap, "precision": p, "recall": r, "F1": f})
+    table = pd.DataFrame(rows)
+    mean = {"class": "mean", "positives": int(labels.sum()), **{k: float(table[k].mean()) for k in ("AP", "precision", "recall", "F1")}}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def beside(out: Path, what: str) -> Path:
+    """A companion file of the prediction table: predictions.parquet -> predictions.<what>.csv."""
+    return out.with_name(f"{out.stem}.{what}.csv")

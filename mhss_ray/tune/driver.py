@@ -61,6 +61,8 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     """Train one point of the space, resuming from the session's checkpoint. `session` is `ray.tune`
     (workers: 0, the loop inside the Tune trial) or `ray.train` (on every Ray Train worker): both
     offer get_checkpoint, report and Checkpoint."""
+    import torch
+
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import Trainer
 
@@ -87,7 +89,9 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     local_storage = None if "://" in str(spec.tune.storage_path) else study_path(spec)
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
-        row = {**metrics, **shown, "node_id": node_id}
+        # torch_threads: what the trial computed with (Ray's per-CPU default when runtime.threads is unset); the
+        # analysis writes it into best_config_<study>.yaml, since another count changes the float sums
+        row = {**metrics, **shown, "node_id": node_id, "torch_threads": torch.get_num_threads()}
         history.append(row)
         if checkpoint_dir:
             if local_storage is not None:  # stop before a full disk cuts the study's own state files short

@@ -34,10 +34,11 @@ def run_predict(*args) -> int:
 def test_predicting_the_runs_own_test_split_reproduces_its_recorded_test_map(ucmerced_run, tmp_path, capsys):
     run = ucmerced_run / "run"
     assert run_predict("--from", run, "--images", "test", "--out", tmp_path / "test.parquet") == 0
-    assert "images predicted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "images predicted" in printed
     table = pd.read_parquet(tmp_path / "test.parquet")
     classes = fixtures.UCMERCED_CLASSES
-    assert list(table.columns) == ["image"] + [c for name in classes for c in (f"p_{name}", name)]
+    assert list(table.columns) == ["image"] + [c for name in classes for c in (f"p_{name}", f"pred_{name}")]
     # the recorded test mAP of the checkpoint's epoch, from the probabilities the table holds
     from mhss_ray.apply.locate import locate
 
@@ -47,7 +48,14 @@ def test_predicting_the_runs_own_test_split_reproduces_its_recorded_test_map(ucm
     assert mean_average_precision(probs, trainer.data.test.labels) == pytest.approx(recorded, abs=1e-6)
     # decisions follow the checkpoint's per-class thresholds, chosen on validation
     state_thresholds = np.array(locate(str(run)).state["thresholds"])
-    assert ((probs >= state_thresholds) == table[classes].to_numpy().astype(bool)).all()
+    assert ((probs >= state_thresholds) == table[[f"pred_{c}" for c in classes]].to_numpy().astype(bool)).all()
+    # the thresholds beside the table, and (the split's labels being known) per-class and mean metrics
+    thresholds = pd.read_csv(tmp_path / "test.thresholds.csv", dtype={"class": str})
+    assert thresholds["class"].tolist() == classes and np.allclose(thresholds["threshold"], state_thresholds)
+    metrics = pd.read_csv(tmp_path / "test.metrics.csv", dtype={"class": str})
+    assert metrics["class"].tolist() == [*classes, "mean"]
+    assert metrics["AP"].iloc[-1] == pytest.approx(recorded, abs=1e-4)  # every test class has positives here
+    assert f"mAP {recorded:.2f}" in printed
 
 
 def test_the_table_gets_the_users_umask_permissions(ucmerced_run, tmp_path):
@@ -74,6 +82,32 @@ def test_a_folder_and_a_manifest_of_image_files_are_predicted_in_the_same_way(uc
     listed = pd.read_csv(tmp_path / "manifest.csv")
     assert len(listed) == 5
     assert np.allclose(listed.filter(like="p_").to_numpy(), folder.filter(like="p_").to_numpy()[:5], atol=1e-6)
+
+
+def test_a_model_of_an_in_memory_dataset_predicts_a_folder_of_its_images(tmp_path, capsys):
+    """digits-mosaic is built in memory: its test images written as PNG files are predicted as the split is."""
+    from PIL import Image
+
+    from mhss_ray.apply.locate import locate
+
+    sets = [f"{k}={v}" for k, v in {"data.image_size": 16, "data.n_train": 96, "data.n_val": 32, "data.n_test": 32}.items()]
+    sets += ["schedule.epochs=1", "runtime.device=cpu", "method.name=asl", "model.name=resnet18", "data.batch_size=32"]
+    args = ["--config", str(REPO / "benchmarks" / "base.yaml"), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))]
+    with pytest.raises(SystemExit) as exit_:
+        train_main(args)
+    assert exit_.value.code == 0
+    images = locate(str(tmp_path / "run")).trainer().data.test.images.images  # uint8 N x C x 16 x 16
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(8):
+        pixels = images[i].permute(1, 2, 0).numpy()
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(folder / f"img{i}.png")
+    assert run_predict("--from", tmp_path / "run", "--images", folder, "--out", tmp_path / "folder.csv") == 0
+    assert run_predict("--from", tmp_path / "run", "--images", "test", "--out", tmp_path / "split.csv") == 0
+    from_files = pd.read_csv(tmp_path / "folder.csv").filter(like="p_").to_numpy()
+    from_split = pd.read_csv(tmp_path / "split.csv").filter(like="p_").to_numpy()[:8]
+    assert np.allclose(from_files, from_split, atol=1e-5)  # PNG is lossless: the same pixels, the same probabilities
+    assert not (tmp_path / "folder.metrics.csv").exists()  # a folder has no labels
 
 
 def test_bad_input_gets_one_line(ucmerced_run, tmp_path, capsys):
