@@ -8,8 +8,9 @@ without a selection, ASL and DISC: when that prediction disagrees with the obser
 image (its file, or the row of an in-memory split), row, class, observed, proposed, corrected, rejected,
 networks_agree (each network predicts the proposed label), certainty (1 - the history's uncertainty,
 for methods with prediction histories; else empty), confidence (the networks' mean probability of the
-proposed label) and loss_quantile (of the entry's loss on its observed label within its class: 1 = the
-largest). Sorted most confident first.
+proposed label), loss_quantile (of the entry's loss on its observed label within its class: 1 = the
+largest) and reason (why it is listed: a correction the networks agree with, one they now doubt, or a
+rejection). `image` is empty for an in-memory dataset (the row names the image). Sorted most confident first.
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ from ..noise import UNKNOWN
 
 COLUMNS = (
     "image", "row", "class", "observed", "proposed", "corrected", "rejected", "networks_agree", "certainty", "confidence",
-    "loss_quantile",
+    "loss_quantile", "reason",
 )  # fmt: skip
+REASONS = {  # (corrected, the networks' mean probability of the proposed label >= 0.5) -> why the entry is listed
+    (True, True): "corrected by the method; the networks agree",
+    (True, False): "corrected by the method from its prediction history; the networks now lean to the observed label",
+    (False, True): "rejected by every network, which predict the proposed label",
+    # ASL decides at p* (about 0.75), not 0.5: a mean probability of 0.6 is a negative decision
+    (False, False): "rejected by every network, whose decision at the loss's threshold p* is the proposed label",
+}
 
 
 def training_logits(trainer) -> list[torch.Tensor]:
@@ -80,7 +88,7 @@ def audit(trainer) -> pd.DataFrame:
         certainty = torch.full_like(probs, float("nan"))
     rows, cols = listed.nonzero(as_tuple=True)
     images = trainer.data.train.images
-    names = [images.path(r) if hasattr(images, "path") else f"train row {r}" for r in rows.tolist()]
+    names = [images.path(r) if hasattr(images, "path") else None for r in rows.tolist()]  # in memory: the row says it
     pick = lambda t: t[rows, cols].cpu().numpy()  # noqa: E731
     table = pd.DataFrame(
         {
@@ -97,6 +105,7 @@ def audit(trainer) -> pd.DataFrame:
             "loss_quantile": pick(quantile),
         }
     )
+    table["reason"] = [REASONS[(bool(c), bool(p >= 0.5))] for c, p in zip(table["corrected"], table["confidence"])]
     order = table.sort_values(["confidence", "loss_quantile", "row"], ascending=[False, False, True], kind="stable").index
     return table.loc[order].reset_index(drop=True)
 

@@ -19,7 +19,7 @@ def review_sheet(trainer, suspects: pd.DataFrame, sample: int, seed: int) -> pd.
     names = trainer.data.class_names
     observed = trainer.observed.cpu().numpy()
     images = trainer.data.train.images
-    image_name = (lambda r: images.path(r)) if hasattr(images, "path") else (lambda r: f"train row {r}")
+    image_name = (lambda r: images.path(r)) if hasattr(images, "path") else (lambda r: None)  # in memory: the row says it
     drawn = np.sort(np.random.default_rng([seed, 31]).choice(n, size=sample, replace=False)) if sample else np.array([], int)
     in_sample = set(drawn.tolist())
     rows = []

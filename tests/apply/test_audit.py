@@ -37,12 +37,17 @@ def test_audit_lists_the_corrections_and_the_rejected_entries_most_confident_fir
     table = pd.read_parquet(tmp_path / "errors.parquet")
     assert list(table.columns) == [
         "image", "row", "class", "observed", "proposed", "corrected", "rejected", "networks_agree", "certainty", "confidence",
-        "loss_quantile",
+        "loss_quantile", "reason",
     ]  # fmt: skip
     assert len(table) > 0 and table["corrected"].any()
     assert (table["proposed"] != table["observed"]).all()
     assert table["confidence"].is_monotonic_decreasing
     assert table["loss_quantile"].between(0, 1).all() and table["certainty"].between(0, 1).all()
+    # why each entry is listed: a correction the networks doubt (p < 0.5 for the proposed label) says so
+    doubted = table["corrected"] & (table["confidence"] < 0.5)
+    assert (table.loc[doubted, "reason"].str.contains("now lean to the observed label")).all()
+    assert (table.loc[table["corrected"] & ~doubted, "reason"] == "corrected by the method; the networks agree").all()
+    assert table["image"].isna().all()  # digits-mosaic is in memory: the row names the image
     # against the injected noise: the list is far more often right than a random pick (which scores the noise rate)
     trainer = Trainer(tiny_config(**MHSS))
     noise = torch.from_numpy(trainer.noise.mask)
