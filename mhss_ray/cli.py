@@ -163,7 +163,7 @@ def _tune(argv) -> int:
         overrides.append(f"tune.storage_path={args.storage}")
     if args.name:
         overrides.append(f"tune.name={args.name}")
-    spec = load_space(args.space, overrides)
+    spec = load_space(args.space, overrides, plan_only=args.dry_run)
     print(spec.describe(), flush=True)
     if args.dry_run:
         return 0

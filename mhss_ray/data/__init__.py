@@ -19,4 +19,24 @@ def class_names(cfg: RunConfig) -> list[str]:
     return DATASETS.get(cfg.data.name).class_names(cfg)
 
 
-__all__ = ["DataBundle", "Split", "build_dataset", "class_names"]
+def planned_class_names(cfg: RunConfig) -> tuple[list[str], str]:
+    """(class names, warning) for a plan (`mhss-tune --dry-run`): where the dataset folder is absent, the classes
+    the dataset publishes (the paper datasets), with a warning line; anything else as `class_names`."""
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    try:
+        return class_names(cfg), ""
+    except UserError as exc:
+        if not cfg.data.root or Path(cfg.data.root).expanduser().is_dir():
+            raise
+        from .fixtures import SEWER_CODES, TREESAT_GENERA, UCMERCED_CLASSES  # their published class lists
+
+        published = {"ucmerced": UCMERCED_CLASSES, "treesat": TREESAT_GENERA, "sewerml": SEWER_CODES}.get(cfg.data.name)
+        if published is None:
+            raise
+        return list(published), f"warning: {exc}; the plan assumes the {len(published)} published classes of {cfg.data.name}"
+
+
+__all__ = ["DataBundle", "Split", "build_dataset", "class_names", "planned_class_names"]

@@ -45,7 +45,7 @@ def root_folder(cfg: RunConfig) -> Path:
         raise UserError(f"data.root: required for dataset {cfg.data.name} (the folder that holds it; --set data.root=PATH)")
     root = Path(cfg.data.root).expanduser()
     if not root.is_dir():
-        raise UserError(f"data.root: {root}: no such folder (the {cfg.data.name} dataset folder; give it with --set data.root=PATH)")
+        raise UserError(f"data.root: {root}: no such folder (a small one to try: python -m mhss_ray.data.fixtures {cfg.data.name} FOLDER)")
     return root
 
 

@@ -37,7 +37,7 @@ from ..config import (
     set_key,
     show_value,
 )
-from ..data import class_names
+from ..data import class_names, planned_class_names
 from ..errors import UserError
 from ..outputs import check_writable
 from ..registry import METHODS
@@ -96,7 +96,7 @@ def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
     return d
 
 
-def _dimensions(base: dict, base_cfg: RunConfig, search: Any) -> list[Dimension]:
+def _dimensions(base: dict, base_cfg: RunConfig, search: Any, names: list[str] | None = None) -> list[Dimension]:
     if search is None:
         return []
     if not isinstance(search, dict):
@@ -109,7 +109,7 @@ def _dimensions(base: dict, base_cfg: RunConfig, search: Any) -> list[Dimension]
         if isinstance(spec, dict) and spec.get("per_class"):
             if key not in PER_CLASS_KEYS:
                 raise UserError(f"{where}.per_class: only {', '.join(PER_CLASS_KEYS)} takes one dimension per class")
-            names = class_names(base_cfg)
+            names = names if names is not None else class_names(base_cfg)
             filled = copy.deepcopy(base)
             set_key(filled, "method.noise_rate_source", "given")
             set_key(filled, key, [0.0] * len(names))  # per-class values are checked with the others filled in
@@ -135,6 +135,7 @@ class StudySpec:
     arm_bases: dict = field(default_factory=dict)  # baseline arm -> its run-config mapping (the base, searched keys kept)
     warmup_plan: Optional[WarmupPlan] = None  # the shared warm-up (tune.share_warmup), None when the trials do not share one
     warmup_note: str = ""  # why they do not, for --dry-run
+    data_warning: str = ""  # --dry-run without the dataset: what the plan assumed
 
     @property
     def grid_size(self) -> int:
@@ -174,7 +175,8 @@ class StudySpec:
     def describe(self) -> str:
         cfg, t = self.base_config, self.tune
         r = t.resources
-        lines = [
+        lines = [self.data_warning] if self.data_warning else []
+        lines += [
             f"study {self.name} ({self.path}) -> {t.storage_path.rstrip('/')}/{self.name}",
             f"base: {cfg.data.name}, method {cfg.method.name} on {cfg.model.name}, {cfg.schedule.epochs} epochs, noise {cfg.noise.mode}",
             f"search ({len(self.dimensions)} dimensions):",
@@ -384,8 +386,9 @@ def _absolute_paths(base: dict, cfg: RunConfig) -> dict:
     return base
 
 
-def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
-    """Read and validate a search-space file; `--set` overrides apply to the base config and tune.*."""
+def load_space(path: str | Path, overrides: list[str] | None = None, plan_only: bool = False) -> StudySpec:
+    """Read and validate a search-space file; `--set` overrides apply to the base config and tune.*.
+    `plan_only` (--dry-run): an absent paper dataset is a warning, its published classes stand in."""
     path = Path(path)
     data = read_yaml(path)
     try:
@@ -400,8 +403,8 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
         base_cfg = from_dict(RunConfig, rest)
         tune_section = from_dict(TuneSection, tune_raw, "tune")
         check_tune(tune_section, base_cfg)
-        names = class_names(base_cfg)
-        dims = _dimensions(rest, base_cfg, search)
+        names, data_warning = planned_class_names(base_cfg) if plan_only else (class_names(base_cfg), "")
+        dims = _dimensions(rest, base_cfg, search, names)
         if tune_section.search_alg.name == "hyperopt":
             for d in dims:
                 if d.kind.grid:
@@ -432,7 +435,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> StudySpe
     name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
     grid = math.prod(len(d.params["values"]) for d in dims if d.kind.grid)
     plan, note = plan_warmup(tune_section.share_warmup, rest, base_cfg, dims, tune_section.num_samples * grid)
-    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases, plan, note)
+    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases, plan, note, data_warning)
 
 
 def _arm_bases(unsearched: dict, t: TuneSection, dims: list[Dimension]) -> dict:

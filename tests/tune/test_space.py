@@ -277,6 +277,26 @@ def test_mhss_tune_dry_run_prints_the_study_and_starts_nothing(tmp_path, cli_env
     assert "Started a local Ray instance" not in nothing.stdout + nothing.stderr and not (tmp_path / "empty").exists()
 
 
+@pytest.mark.parametrize("name, classes", [("ucmerced", 17), ("treesat", 15), ("sewerml", 17)])
+def test_dry_run_plans_a_paper_study_without_its_data_and_says_so(name, classes, tmp_path, cli_env):
+    """The plan of a paper space before its dataset is there (a new user reading the plan first): a warning
+    line, the published classes; the study itself is refused with a line pointing to the fixtures."""
+    from tests.conftest import REPO
+
+    space = REPO / "search_spaces" / f"{name}.yaml"
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space)]
+    sets = ["--set", f"data.root={tmp_path / 'absent'}", "--storage", str(tmp_path / "studies")]
+    plan = subprocess.run([*cmd, *sets, "--dry-run"], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 0, plan.stderr
+    first = plan.stdout.splitlines()[0]
+    assert first.startswith("warning: data.root:") and f"the {classes} published classes of {name}" in first
+    assert f"study {name}" in plan.stdout and "trials:" in plan.stdout
+    study = subprocess.run([*cmd, *sets], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert study.returncode == 2 and len(study.stderr.strip().splitlines()) == 1
+    assert f"python -m mhss_ray.data.fixtures {name} FOLDER" in study.stderr
+    assert not (tmp_path / "studies").exists()
+
+
 def test_the_demo_space_is_valid_and_studies_mhss(cli_env):
     from tests.conftest import REPO
 
