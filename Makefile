@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/mhss-tune --space search_spaces/demo.yaml --overwrite
+	@echo "next: $(BIN)/mhss-analyze runs/studies/demo   (tables, plots, the best config; then: make notebook)"
 
 # the analysis notebook, headless, on MHSS_STUDY (default runs/studies/demo, after `make demo`): the
 # executed copy, with every table and plot, goes to $(NOTEBOOK_OUT)/explore_study.ipynb
