@@ -426,6 +426,13 @@ CASES = [
         "method.warmup: 3 warm-up epochs with schedule.epochs 3",
     ),
     (
+        "train-short-run-of-a-best-config",
+        train_main,
+        lambda t: ["--config", tiny(t, method__name="mhss", method__warmup=4, method__q=3), "--set", "schedule.epochs=2"],
+        "method.warmup: 4 warm-up epochs with schedule.epochs 2: mhss would never start (keep it below the epochs; for a short "
+        "try, set method.warmup=1 method.q=1)",
+    ),
+    (
         "tune-warmup-range-reaches-epochs",
         tune_main,
         lambda t: ["--space", space(t, {"method.warmup": {"dist": "randint", "low": 3, "high": 10}}), "--dry-run"],
