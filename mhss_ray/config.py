@@ -432,6 +432,11 @@ def _check_run(cfg: RunConfig) -> None:
             f"method.warmup: {m.warmup} is below method.q {m.q}: the first corrections would read the untrained network's "
             "predictions (keep warmup >= q)"
         )
+    if spec.forgets and m.noise_rate_source == "estimated" and not spec.estimates_rates:
+        raise UserError(
+            f"method.noise_rate_source: estimated: {m.name} cannot estimate its noise rates (its registry entry does not "
+            "say estimates_rates); give method.noise_rates, or use oracle or verified"
+        )
     if m.noise_rate_source == "verified" and not cfg.noise.verified:
         raise UserError(
             "method.noise_rate_source: verified measures the rates on the random sample of noise.verified, which is not set "

@@ -33,6 +33,7 @@ class MethodSpec:
     num_networks: int = 1
     num_views: int = 1  # DISC: a weak and a strong view of each image
     forgets: bool = False  # forget rate tau = alpha * eps (METHODS.md section 2): needs noise rates
+    estimates_rates: bool = False  # can estimate them from its own networks (noise_rate_source: estimated)
     warmup: bool = False  # reads method.warmup (epochs on every entry before it selects)
     # (RunConfig) -> the epochs its warm-up lasts, where every entry trains alike whatever its own knobs
     warmup_epochs: Callable[[Any], int] | None = None

@@ -18,6 +18,7 @@ RANKS = {
     "outputs": 4,
     "study_record": 4,
     "noise": 4,
+    "verdicts": 4,
     "data": 5,
     "methods": 5,
     "train": 6,

@@ -91,6 +91,24 @@ def test_registered_names_are_checked_and_listed_like_the_built_in_ones(toy_entr
     assert not (tmp_path / "run").exists()
 
 
+def test_a_forgetting_plugin_that_cannot_estimate_its_rates_is_refused_estimated_rates(tmp_path, capsys):
+    """forgets=True without estimates_rates, run with noise_rate_source: estimated, was trained without ever
+    forgetting (its rates stayed 0); now the config is refused in one line."""
+    register_method("toy-forgets", forgets=True, keys=("alpha",), summary="test only")(DropLoudest)
+    try:
+        config = tmp_path / "estimated.yaml"
+        config.write_text(yaml.safe_dump({"method": {"name": "toy-forgets", "noise_rate_source": "estimated"}}))
+        with pytest.raises(SystemExit) as exit_:
+            train_main(["--config", str(config), "--out", str(tmp_path / "run")])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and len(err.splitlines()) == 1
+        assert "method.noise_rate_source: estimated: toy-forgets cannot estimate its noise rates" in err
+        assert not (tmp_path / "run").exists()
+    finally:
+        METHODS.remove("toy-forgets")
+    assert all(METHODS.get(n).estimates_rates for n in ("coteaching", "coselfie", "mhss"))
+
+
 def test_mhss_train_list_shows_every_registered_method_and_dataset(toy_entries, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_main(["--list"])

@@ -67,6 +67,8 @@ def _outcome(status: str, epochs: int, max_t: int | None) -> str:
 
 def _best_checkpoint(analysis, trial, metric: str, mode: str) -> str | None:
     """The trial's kept checkpoint with the best metric (mhss-tune keeps it beside the latest)."""
+    if getattr(trial, "checkpoint", None) is None:  # an interrupted study's trial before its first one: Tune would log an ERROR
+        return None
     try:
         return _checkpoint_path(analysis.get_best_checkpoint(trial, metric, mode))
     except (KeyError, ValueError, AttributeError, RuntimeError):

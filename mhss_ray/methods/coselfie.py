@@ -18,13 +18,13 @@ import torch
 from ..config import MethodConfig, default_warmup, round_length
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
-from .estimated import EstimatedRates, EstimatesRates
+from .estimated import EstimatedRates, RateEstimation
 from .history import PredictionHistory
 from .labels import LabelTable
 from .selection import forget_rates, small_loss_mask
 
 
-class CoSELFIE(EstimatesRates, Method):
+class CoSELFIE(RateEstimation, Method):
     num_networks = 2
 
     def __init__(
@@ -137,7 +137,7 @@ class CoSELFIE(EstimatesRates, Method):
         for k, (t, packed) in enumerate(zip(self.tables, state["tables"])):
             t.packed.copy_(packed)
             self.changed[k] = (t.all() != self.observed).sum(0)
-        super().load_state_dict(state)  # the estimate (EstimatesRates)
+        super().load_state_dict(state)  # the estimate (RateEstimation)
 
 
 class PredictedLabel:
@@ -183,7 +183,7 @@ def warmup_epochs(cfg) -> int:
 
 
 @register_method(
-    "coselfie", num_networks=2, forgets=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
+    "coselfie", num_networks=2, forgets=True, estimates_rates=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
     after_warmup_keys=AFTER_WARMUP, histories=True, keys=KEYS, labels=LABELS,
     summary="Co-teaching + SELFIE's label refurbishment (section 5)",
 )  # fmt: skip

@@ -8,11 +8,11 @@ import torch
 from ..config import MethodConfig
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
-from .estimated import EstimatedRates, EstimatesRates
+from .estimated import EstimatedRates, RateEstimation
 from .selection import forget_rates, small_loss_mask
 
 
-class CoTeaching(EstimatesRates, Method):
+class CoTeaching(RateEstimation, Method):
     num_networks = 2
 
     def __init__(
@@ -55,7 +55,7 @@ class CoTeaching(EstimatesRates, Method):
 
 
 @register_method(
-    "coteaching", num_networks=2, forgets=True,
+    "coteaching", num_networks=2, forgets=True, estimates_rates=True,
     keys=(
         "alpha", "t_k", "noise_rate_source", "noise_rate_estimator", "noise_rate_refresh", "noise_rates", "noise_rate", "polarity_rates",
         "omission_share", "granularity",

@@ -106,7 +106,7 @@ class EstimatedRates:
         self.polarity = None if state["polarity"] is None else state["polarity"].to(self.observed.device)
 
 
-class EstimatesRates:
+class RateEstimation:
     """What a forgetting method (a Method with `set_rates` and `_select`) does with `self.estimated`: record
     each batch and keep the held-out fold out of its networks' selections, re-estimate after an epoch,
     report the estimate, and carry it in the method's state. Inherit it before Method."""

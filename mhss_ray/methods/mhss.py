@@ -43,6 +43,7 @@ class MHSS(CoSELFIE):
     "mhss",
     num_networks=2,
     forgets=True,
+    estimates_rates=True,
     warmup=True,
     warmup_epochs=warmup_epochs,
     warmup_reads=WARMUP_READS,
