@@ -2,6 +2,7 @@ import pytest
 
 from mhss_ray.config import RunConfig, apply_overrides, from_dict, load_run_config
 from mhss_ray.errors import UserError
+from mhss_ray.registry import DATASETS, METHODS
 
 from .conftest import REPO
 
@@ -21,13 +22,13 @@ def _error(data) -> str:
         ({"data": {"batch_size": True}}, "data.batch_size: expected an integer in [1, 65536], got true"),
         ({"data": {"nope": 1}}, "data.nope: unknown key (known keys: name, root,"),
         ({"nope": {}}, "nope: unknown key"),
-        ({"method": {"name": "magic"}}, "method.name: expected one of asl, asl-clean, coteaching, coselfie, mhss, disc, got 'magic'"),
+        ({"method": {"name": "magic"}}, f"method.name: expected one of {', '.join(METHODS.names())}, got 'magic'"),
         ({"model": {"ema": "yes"}}, "model.ema: expected true or false, got 'yes'"),
         ({"data": {"base_split": [0.5, "x", 0.2]}}, "data.base_split[1]: expected a number, got 'x'"),
         ({"data": {"base_split": [0.5, 0.5]}}, "data.base_split: expected three positive fractions that sum to 1"),
         ({"noise": 3}, "noise: expected a mapping, got 3"),
         ({"model": {"name": ""}}, "model.name: expected a non-empty string"),
-        ({"data": {"name": "imagenet"}}, "data.name: expected one of digits-mosaic, ucmerced, treesat, sewerml, manifest, got 'imagenet'"),
+        ({"data": {"name": "imagenet"}}, f"data.name: expected one of {', '.join(DATASETS.names())}, got 'imagenet'"),
         ({"data": {"bands": ["R", "G", "X"]}}, "data.bands: expected distinct bands of IR, G, B, R, got [R, G, X]"),
         ({"data": {"split": [0.8, 0.1]}}, "data.split: expected train/val/test fractions"),
         ({"data": {"std": [0.2, 0, 0.2]}}, "data.std: expected one positive number per channel"),
