@@ -78,6 +78,14 @@ def test_a_method_and_a_dataset_registered_outside_the_package_train_through_mhs
     assert 0.5 < rows[0]["selection_recall"] < 0.95
     assert {f"val_AP_{c}" for c in CLASSES} <= set(rows[0])  # the per-class metrics are named by the dataset's classes
     assert "toy-stripes" in (tmp_path / "run" / "config.yaml").read_text()
+    # mhss-audit does not guess what a plugin's selection means (it once listed every disagreement as rejected):
+    # a method that neither corrects nor says what it deems unreliable (Method.suspected) has no suspects
+    from mhss_ray.cli import audit_main
+
+    with pytest.raises(SystemExit) as exit_:
+        audit_main(["--from", str(tmp_path / "run"), "--out", str(tmp_path / "suspects.csv")])
+    assert exit_.value.code == 0
+    assert "0 suspected label errors" in capsys.readouterr().out
 
 
 def test_registered_names_are_checked_and_listed_like_the_built_in_ones(toy_entries, tmp_path, capsys):

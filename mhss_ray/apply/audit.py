@@ -2,10 +2,11 @@
 method corrected, or that it deems unreliable, with what it proposes instead.
 
 An entry is listed when the method's current label differs from the observed one (a correction:
-CoSELFIE, MHSS), or when the small-loss trick of the method, at the forget rates of its last epoch,
-rejects the entry in every network and the networks' mean prediction says the other label (methods
-without a selection, ASL and DISC: when that prediction disagrees with the observed label). Columns:
-image (its file, or the row of an in-memory split), row, class, observed, proposed, corrected, rejected,
+CoSELFIE, MHSS), or when the method deems it unreliable (`Method.suspected`: for the small-loss methods,
+every network rejects it at the forget rates of its last epoch; for methods without a selection, ASL and
+DISC, every entry; a plugin that says nothing gets its corrections listed only) and the networks' mean
+prediction says the other label. Columns:
+image (its file), row, class, observed, proposed, corrected, rejected,
 networks_agree (each network predicts the proposed label), certainty (1 - the history's uncertainty,
 for methods with prediction histories; else empty), confidence (the networks' mean probability of the
 proposed label), loss_quantile (of the entry's loss on its observed label within its class: 1 = the
@@ -20,7 +21,6 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from ..methods.selection import small_loss_mask
 from ..noise import UNKNOWN
 
 COLUMNS = (
@@ -68,12 +68,9 @@ def audit(trainer) -> pd.DataFrame:
         proposed = torch.where(changed & ~corrected, labels, proposed)
         corrected |= changed
     losses = [method.loss_fn(z, observed) for z in logits]
-    if hasattr(method, "tau"):
-        tau = method.tau()
-        kept = [small_loss_mask(loss, tau, method.cfg.granularity, observed) for loss in losses]
-        rejected = ~torch.stack(kept).any(0)
-    else:
-        rejected = torch.ones_like(corrected)
+    rejected = method.suspected(losses, observed)  # the method's own word (methods/base.py); None: it says nothing
+    if rejected is None:
+        rejected = torch.zeros_like(corrected)
     listed = corrected | (rejected & (proposed != observed))
     if getattr(method, "verified", None) is not None:  # a label a person verified (noise.verified) is not a suspect
         listed &= ~method.verified

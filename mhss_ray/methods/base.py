@@ -96,6 +96,12 @@ class Method:
         """The N x C labels each network's peer learns with now (for the residual noise)."""
         return [self.observed]
 
+    def suspected(self, losses: list[torch.Tensor], observed: torch.Tensor) -> torch.Tensor | None:
+        """For mhss-audit, given each network's N x C loss on the observed labels: the entries the method deems
+        unreliable (listed where the networks predict the other label), or None when it does not say: the audit
+        then lists its corrections only. A method without a selection returns every entry."""
+        return None
+
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Called after the last batch of each epoch; returns the selection metrics (section 10)."""
         return self.stats.summary(self.current_labels())

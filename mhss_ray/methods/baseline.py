@@ -24,6 +24,9 @@ class FixedLabels(Method):
     def current_labels(self) -> list[torch.Tensor]:
         return [self.labels]
 
+    def suspected(self, losses, observed):
+        return torch.ones_like(observed, dtype=torch.bool)  # no selection: every entry the networks disagree with
+
 
 @register_method("asl", summary="one network on every observed label (section 8)")
 def build_asl(inputs: MethodInputs) -> FixedLabels:

@@ -21,10 +21,10 @@ from .base import Method, MethodInputs, Selection
 from .estimated import EstimatedRates, RateEstimation
 from .history import PredictionHistory
 from .labels import LabelTable
-from .selection import forget_rates, small_loss_mask
+from .selection import RejectsSmallLoss, forget_rates, small_loss_mask
 
 
-class CoSELFIE(RateEstimation, Method):
+class CoSELFIE(RejectsSmallLoss, RateEstimation, Method):
     num_networks = 2
 
     def __init__(

@@ -9,10 +9,10 @@ from ..config import MethodConfig
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
 from .estimated import EstimatedRates, RateEstimation
-from .selection import forget_rates, small_loss_mask
+from .selection import RejectsSmallLoss, forget_rates, small_loss_mask
 
 
-class CoTeaching(RateEstimation, Method):
+class CoTeaching(RejectsSmallLoss, RateEstimation, Method):
     num_networks = 2
 
     def __init__(

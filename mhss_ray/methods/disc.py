@@ -114,6 +114,9 @@ class DISC(Method):
     def current_labels(self) -> list[torch.Tensor]:
         return [self.table.all()]
 
+    def suspected(self, losses, observed):
+        return torch.ones_like(observed, dtype=torch.bool)  # no small-loss selection: every entry the networks disagree with
+
     def state_dict(self) -> dict:
         return {"t_w": self.t_w.cpu(), "t_s": self.t_s.cpu(), "table": self.table.packed.cpu()}
 

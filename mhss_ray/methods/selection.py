@@ -59,3 +59,13 @@ def small_loss_mask(
         keep = kept_count(torch.tensor([b * c], device=losses.device), tau.float().mean().reshape(1))
         return _keep_smallest_per_column(flat, keep).reshape(b, c)
     raise ValueError(f"unknown granularity {granularity!r}")
+
+
+class RejectsSmallLoss:
+    """What a small-loss method (with `tau()` and `cfg.granularity`) tells mhss-audit: the entries every
+    network's small-loss trick rejects at the current forget rates. Inherit it before Method."""
+
+    def suspected(self, losses: list[torch.Tensor], observed: torch.Tensor) -> torch.Tensor:
+        tau = self.tau()
+        kept = [small_loss_mask(loss, tau, self.cfg.granularity, observed) for loss in losses]
+        return ~torch.stack(kept).any(0)
