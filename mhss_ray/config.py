@@ -413,7 +413,7 @@ def _check_run(cfg: RunConfig) -> None:
             f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length(cfg)} epoch "
             "(at least 2 each)"
         )
-    warmup = m.warmup if m.warmup is not None else default_warmup(m.q, round_length(cfg))
+    warmup = spec.warmup_epochs(cfg) if spec.warmup_epochs is not None else 0  # the method's own rule (its registry entry)
     if m.restarts and warmup >= round_length(cfg):
         key = "method.warmup" if m.warmup is not None else "method.restarts"
         raise UserError(

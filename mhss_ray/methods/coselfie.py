@@ -32,7 +32,7 @@ class CoSELFIE(RejectsSmallLoss, RateEstimation, Method):
     ):
         super().__init__(observed, clean, loss_fn)
         self.cfg = cfg
-        self.warmup = cfg.warmup if cfg.warmup is not None else default_warmup(cfg.q, epochs)
+        self.warmup = round_warmup(cfg, epochs)
         n, c = observed.shape
         self.split = eps_pm is not None  # per-polarity rates (polarity_rates: split)
         self.set_rates(eps_c, eps, eps_pm)
@@ -176,10 +176,14 @@ AFTER_WARMUP = (
 )  # fmt: skip
 
 
+def round_warmup(m: MethodConfig, epochs: int) -> int:
+    """The warm-up of a round of `epochs` epochs: method.warmup, else max(q + ceil(E/10), ceil(E/3))."""
+    return m.warmup if m.warmup is not None else default_warmup(m.q, epochs)
+
+
 def warmup_epochs(cfg) -> int:
-    """The epochs of the first round's warm-up: method.warmup, else max(q + ceil(E/10), ceil(E/3))."""
-    m = cfg.method
-    return m.warmup if m.warmup is not None else default_warmup(m.q, round_length(cfg))
+    """The epochs of the first round's warm-up (the registry's warmup_epochs: config checks, studies)."""
+    return round_warmup(cfg.method, round_length(cfg))
 
 
 @register_method(
