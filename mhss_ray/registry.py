@@ -42,6 +42,8 @@ class MethodSpec:
     # differ only in these share their warm-up (tune.share_warmup); method.warmup among them: where each forks
     after_warmup_keys: tuple[str, ...] = ()
     histories: bool = False  # prediction histories of length method.q; its corrected labels survive method.restarts
+    # (search dimensions, base RunConfig) -> lines for the plan; raises UserError for a space it refuses (its own rules)
+    check_search: Callable[[list, Any], list] | None = None
     needs_clean: bool = False  # trains on the clean labels (synthetic noise only)
     whole_batch_key: str | None = None  # method.<key> > 0 makes it mix images across the whole batch (one worker only)
     whole_batch_use: str = ""  # what mixes them, for the error line ("DISC's mixup")

@@ -16,6 +16,7 @@ import math
 import torch
 
 from ..config import MethodConfig, default_warmup, round_length
+from ..errors import UserError
 from ..registry import register_method
 from .base import Method, MethodInputs, Selection
 from .estimated import EstimatedRates, RateEstimation
@@ -176,6 +177,31 @@ AFTER_WARMUP = (
 )  # fmt: skip
 
 
+def uncertainty_levels(q: int) -> list[float]:
+    """The values a full history of q predictions can give u = H(k/q) / log 2 (section 5): theta
+    decides only where it crosses one of them."""
+    return sorted({round(-(m * math.log2(m) + (1 - m) * math.log2(1 - m)) if 0 < m < 1 else 0.0, 4) for m in (k / q for k in range(q + 1))})
+
+
+def check_search(dimensions: list, cfg) -> list[str]:
+    """The registry's search-space rule of CoSELFIE and MHSS: a searched theta range in which no uncertainty level of
+    the q in use lies makes every trial take the same decisions, a dead search dimension (revision 2): refused.
+    Else, for the plan, the levels theta decides at."""
+    theta = next((d for d in dimensions if d.key == "method.theta"), None)
+    if theta is None or any(d.key == "method.q" for d in dimensions):
+        return []
+    q = cfg.method.q
+    levels = uncertainty_levels(q)
+    low, high = theta.bounds()
+    shown = ", ".join(f"{v:g}" for v in levels)
+    if not any(low < level <= high for level in levels):
+        raise UserError(
+            f"search.method.theta: every theta in [{low:g}, {high:g}] makes the same corrections with method.q {q} "
+            f"(uncertainty levels {shown}); widen the range across a level or raise method.q"
+        )
+    return [f"theta decides at the uncertainty levels of q {q}: {shown}"]
+
+
 def round_warmup(m: MethodConfig, epochs: int) -> int:
     """The warm-up of a round of `epochs` epochs: method.warmup, else max(q + ceil(E/10), ceil(E/3))."""
     return m.warmup if m.warmup is not None else default_warmup(m.q, epochs)
@@ -188,7 +214,7 @@ def warmup_epochs(cfg) -> int:
 
 @register_method(
     "coselfie", num_networks=2, forgets=True, estimates_rates=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
-    after_warmup_keys=AFTER_WARMUP, histories=True, keys=KEYS, labels=LABELS,
+    after_warmup_keys=AFTER_WARMUP, histories=True, check_search=check_search, keys=KEYS, labels=LABELS,
     summary="Co-teaching + SELFIE's label refurbishment (section 5)",
 )  # fmt: skip
 def build(inputs: MethodInputs) -> CoSELFIE:

@@ -13,7 +13,7 @@ import torch
 
 from ..registry import register_method
 from .base import MethodInputs
-from .coselfie import AFTER_WARMUP, KEYS, LABELS, WARMUP_READS, CoSELFIE, warmup_epochs
+from .coselfie import AFTER_WARMUP, KEYS, LABELS, WARMUP_READS, CoSELFIE, check_search, warmup_epochs
 
 
 class MHSS(CoSELFIE):
@@ -49,6 +49,7 @@ class MHSS(CoSELFIE):
     warmup_reads=WARMUP_READS,
     after_warmup_keys=(*AFTER_WARMUP, "cdnr", "jcc", "jcc_rule"),
     histories=True,
+    check_search=check_search,
     keys=(*KEYS, "cdnr", "jcc", "jcc_rule"),
     labels=LABELS,
     summary="CoSELFIE + class-dependent noise rates (CDNR) + the joint correction criterion (JCC) (section 6)",

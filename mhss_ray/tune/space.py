@@ -136,6 +136,7 @@ class StudySpec:
     warmup_plan: Optional[WarmupPlan] = None  # the shared warm-up (tune.share_warmup), None when the trials do not share one
     warmup_note: str = ""  # why they do not, for --dry-run
     data_warning: str = ""  # --dry-run without the dataset: what the plan assumed
+    method_notes: list = field(default_factory=list)  # what the methods' own search checks say about the space
 
     @property
     def grid_size(self) -> int:
@@ -231,38 +232,20 @@ class StudySpec:
         lines.append(self.warmup_plan.describe() if self.warmup_plan is not None else self.warmup_note)
         if t.callbacks:
             lines.append(f"experiment trackers: {', '.join(t.callbacks)} (each reads where to write from its environment: docs/usage.md)")
-        if _theta_dimension(self.dimensions) is not None and not any(d.key == "method.q" for d in self.dimensions):
-            q = self.base_config.method.q
-            lines.append(f"theta decides at the uncertainty levels of q {q}: {', '.join(f'{v:g}' for v in uncertainty_levels(q))}")
+        lines += self.method_notes
         return "\n".join(lines)
 
 
-def uncertainty_levels(q: int) -> list[float]:
-    """The values a full history of q predictions can give u = H(k/q) / log 2 (section 5): theta
-    decides only where it crosses one of them."""
-    return sorted({round(-(m * math.log2(m) + (1 - m) * math.log2(1 - m)) if 0 < m < 1 else 0.0, 4) for m in (k / q for k in range(q + 1))})
-
-
-def _theta_dimension(dims: list[Dimension]) -> Optional[Dimension]:
-    return next((d for d in dims if d.key == "method.theta"), None)
-
-
-def _check_theta_resolves(base_cfg: RunConfig, dims: list[Dimension]) -> None:
-    """A searched theta range in which no uncertainty level of the q in use lies makes every trial
-    take the same decisions: a dead search dimension (revision 2)."""
-    theta = _theta_dimension(dims)
-    if theta is None or any(d.key == "method.q" for d in dims):
-        return
-    q = base_cfg.method.q
-    levels = uncertainty_levels(q)
-    low, high = theta.bounds()
-    if not any(low < level <= high for level in levels):
-        shown = ", ".join(f"{v:g}" for v in levels)
-        raise UserError(
-            f"search.method.theta: every theta in [{low:g}, {high:g}] makes the same corrections with method.q {q} "
-            f"(uncertainty levels {shown}); "
-            "widen the range across a level or raise method.q"
-        )
+def _method_search_notes(base_cfg: RunConfig, dims: list[Dimension]) -> list[str]:
+    """Each method's own search-space rules (its registry entry's check_search): a refused space raises, an
+    accepted one may give lines for the plan."""
+    names = [base_cfg.method.name] + [v for d in dims if d.key == "method.name" for v in d.params["values"]]
+    notes = []
+    for name in dict.fromkeys(names):
+        check = METHODS.get(name).check_search
+        if check is not None:
+            notes += [line for line in check(dims, base_cfg) if line not in notes]
+    return notes
 
 
 def _check_parallel_methods(t: TuneSection, base_cfg: RunConfig, dims: list[Dimension]) -> None:
@@ -412,7 +395,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None, plan_only: 
                         f"search.{d.key}.dist: grid is not supported with tune.search_alg.name hyperopt (use choice, or search_alg random)"
                     )
         _check_parallel_methods(tune_section, base_cfg, dims)
-        _check_theta_resolves(base_cfg, dims)
+        method_notes = _method_search_notes(base_cfg, dims)
         _check_model_names(base_cfg, dims)
         _check_points(tune_section.search_alg.points_to_evaluate, dims, len(names))
         tune_section.search_alg.points_to_evaluate = _expand_points(tune_section.search_alg.points_to_evaluate, len(names)) or None
@@ -435,7 +418,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None, plan_only: 
     name = tune_section.name or check_name(path.stem, "the space file's name (give tune.name or --name)")
     grid = math.prod(len(d.params["values"]) for d in dims if d.kind.grid)
     plan, note = plan_warmup(tune_section.share_warmup, rest, base_cfg, dims, tune_section.num_samples * grid)
-    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases, plan, note, data_warning)
+    return StudySpec(path, rest, base_cfg, dims, tune_section, name, names, arm_bases, plan, note, data_warning, method_notes)
 
 
 def _arm_bases(unsearched: dict, t: TuneSection, dims: list[Dimension]) -> dict:
