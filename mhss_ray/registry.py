@@ -58,6 +58,7 @@ class DatasetSpec:
     build: Callable[[Any], Any]  # (RunConfig) -> DataBundle
     class_names: Callable[[Any], list]  # (RunConfig) -> class names, reading no more than the label file
     keys: tuple[str, ...] = ()  # the data.* keys it reads beyond the common ones: its config section
+    reads_files: bool = False  # its images are files under data.root (the decode cache applies)
     weighted_metrics: bool = False  # ships official class weights: F2-CIW and F1-Normal are metrics of every run
     summary: str = ""
 

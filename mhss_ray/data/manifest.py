@@ -111,6 +111,7 @@ register_dataset(
     "manifest",
     build,
     class_names,
+    reads_files=True,
     keys=(
         "root",
         "manifest",

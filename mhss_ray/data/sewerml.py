@@ -83,6 +83,7 @@ register_dataset(
     "sewerml",
     build,
     class_names,
+    reads_files=True,
     keys=("root", "val_fraction", "split_seed", "class_weights"),
     weighted_metrics=True,
     summary="Sewer-ML CCTV frames and their 17 defect codes (real noise)",

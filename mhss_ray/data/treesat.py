@@ -107,6 +107,7 @@ register_dataset(
     "treesat",
     build,
     class_names,
+    reads_files=True,
     keys=("root", "label_threshold", "bands", "val_fraction", "split_seed"),
     summary="TreeSatAI aerial 60 m patches (4-band TIFF) and their genus labels",
 )

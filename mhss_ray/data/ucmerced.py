@@ -53,6 +53,7 @@ register_dataset(
     "ucmerced",
     build,
     class_names,
+    reads_files=True,
     keys=("root", "split", "split_seed"),
     summary="UcMerced multi-label: Images/<scene>/*.tif and LandUse_Multilabeled.txt",
 )

@@ -21,7 +21,7 @@ def needs_cache(spec: StudySpec) -> bool:
     from ..registry import DATASETS
 
     cfg = spec.base_config
-    return cfg.data.cache_dir not in (OFF, AUTO) and "root" in DATASETS.get(cfg.data.name).keys
+    return cfg.data.cache_dir not in (OFF, AUTO) and DATASETS.get(cfg.data.name).reads_files
 
 
 def check_cache_here(spec: StudySpec, address: str | None) -> None:
