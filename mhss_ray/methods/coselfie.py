@@ -18,48 +18,31 @@ import torch
 from ..config import MethodConfig, default_warmup, round_length
 from ..errors import UserError
 from ..registry import register_method
-from .base import Method, MethodInputs, Selection
-from .estimated import EstimatedRates, RateEstimation
+from .base import Selection
+from .forgetting import ForgettingMethod
 from .history import PredictionHistory
 from .labels import LabelTable
-from .selection import RejectsSmallLoss, forget_rates, small_loss_mask
+from .selection import small_loss_mask
 
 
-class CoSELFIE(RejectsSmallLoss, RateEstimation, Method):
-    num_networks = 2
+class CoSELFIE(ForgettingMethod):
+    def prepare(self, epochs: int) -> None:
+        self.warmup = round_warmup(self.cfg, epochs)
+        n, c = self.observed.shape
+        dev = self.observed.device
+        self.histories = [PredictionHistory(n, c, self.cfg.q, dev) for _ in range(2)]
+        self.tables = [LabelTable(self.observed) for _ in range(2)]  # kept equal under JCC
+        self.predict = PredictedLabel(self.cfg.history_threshold, self.loss_fn, self.observed)
+        self.changed = [torch.zeros(c, dtype=torch.long, device=dev) for _ in range(2)]  # per column, now
 
-    def __init__(
-        self, cfg: MethodConfig, observed, clean, loss_fn, eps_c: torch.Tensor, eps: float, epochs: int = 30, eps_pm=None, seed: int = 0
-    ):
-        super().__init__(observed, clean, loss_fn)
-        self.cfg = cfg
-        self.warmup = round_warmup(cfg, epochs)
-        n, c = observed.shape
-        self.split = eps_pm is not None  # per-polarity rates (polarity_rates: split)
-        self.set_rates(eps_c, eps, eps_pm)
-        self.histories = [PredictionHistory(n, c, cfg.q, observed.device) for _ in range(2)]
-        self.tables = [LabelTable(observed) for _ in range(2)]  # kept equal under JCC
-        self.predict = PredictedLabel(cfg.history_threshold, loss_fn, observed)
-        self.changed = [torch.zeros(c, dtype=torch.long, device=observed.device) for _ in range(2)]  # per column, now
-        # the selection starts after the warm-up: estimates refresh until then
-        self.estimated = (
-            EstimatedRates(cfg, observed, max(self.warmup - 1, 0), seed, shift=loss_fn.positive_logit())
-            if cfg.noise_rate_source == "estimated"
-            else None
-        )
+    def estimate_until(self) -> int:
+        return max(self.warmup - 1, 0)  # the selection starts after the warm-up: estimates refresh until then
 
     def set_rates(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> None:
-        self.eps = self.forget_base(eps_c, eps, eps_pm if self.split else None)
+        super().set_rates(eps_c, eps, eps_pm)
         # method.correction_budget: at most ceil(alpha * eps_c * N) labels of column c differ from the observed ones
         n = self.observed.shape[0]
         self.budget = torch.ceil(self.cfg.alpha * eps_c.double() * n - 1e-9).long() if self.cfg.correction_budget else None
-
-    def forget_base(self, eps_c: torch.Tensor, eps: float, eps_pm: torch.Tensor | None) -> torch.Tensor:
-        """The eps the forget rates multiply by alpha (section 2): the global eps for every class; per
-        polarity (eps_pm, 2 x C: observed negatives, positives; revision 2) the classes' mean of each row."""
-        if eps_pm is not None:
-            return eps_pm.mean(1, keepdim=True).expand_as(eps_pm).clone()
-        return torch.full_like(eps_c, eps)
 
     def correct(self, indices: torch.Tensor, old: list[torch.Tensor], refurbishable: list[tuple[torch.Tensor, torch.Tensor]]):
         """(R_k, labels_k) per network from each network's (R_k, majority label): each network applies
@@ -74,9 +57,6 @@ class CoSELFIE(RejectsSmallLoss, RateEstimation, Method):
         """SELFIE's restart: the corrected labels stay, the histories of the discarded networks go."""
         for h in self.histories:
             h.bits.zero_()
-
-    def tau(self) -> torch.Tensor:
-        return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)
 
     def refurbishable(
         self, k: int, indices: torch.Tensor, selected: torch.Tensor, current: torch.Tensor
@@ -212,20 +192,8 @@ def warmup_epochs(cfg) -> int:
     return round_warmup(cfg.method, round_length(cfg))
 
 
-@register_method(
+register_method(
     "coselfie", num_networks=2, forgets=True, estimates_rates=True, warmup=True, warmup_epochs=warmup_epochs, warmup_reads=WARMUP_READS,
     after_warmup_keys=AFTER_WARMUP, histories=True, check_search=check_search, keys=KEYS, labels=LABELS,
     summary="Co-teaching + SELFIE's label refurbishment (section 5)",
-)  # fmt: skip
-def build(inputs: MethodInputs) -> CoSELFIE:
-    return CoSELFIE(
-        inputs.cfg.method,
-        inputs.observed,
-        inputs.clean,
-        inputs.loss_fn,
-        inputs.eps_c,
-        inputs.eps,
-        inputs.epochs,
-        inputs.eps_pm,
-        inputs.cfg.seed,
-    )
+)(CoSELFIE.from_inputs)  # fmt: skip

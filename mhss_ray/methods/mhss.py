@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from ..registry import register_method
-from .base import MethodInputs
 from .coselfie import AFTER_WARMUP, KEYS, LABELS, WARMUP_READS, CoSELFIE, check_search, warmup_epochs
 
 
@@ -39,7 +38,7 @@ class MHSS(CoSELFIE):
         return [r, r], [y, y]
 
 
-@register_method(
+register_method(
     "mhss",
     num_networks=2,
     forgets=True,
@@ -53,16 +52,4 @@ class MHSS(CoSELFIE):
     keys=(*KEYS, "cdnr", "jcc", "jcc_rule"),
     labels=LABELS,
     summary="CoSELFIE + class-dependent noise rates (CDNR) + the joint correction criterion (JCC) (section 6)",
-)
-def build(inputs: MethodInputs) -> MHSS:
-    return MHSS(
-        inputs.cfg.method,
-        inputs.observed,
-        inputs.clean,
-        inputs.loss_fn,
-        inputs.eps_c,
-        inputs.eps,
-        inputs.epochs,
-        inputs.eps_pm,
-        inputs.cfg.seed,
-    )
+)(MHSS.from_inputs)
