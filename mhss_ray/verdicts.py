@@ -202,3 +202,48 @@ def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names:
         sample_images=len(sample_images),
         files=[str(p) for p in paths],
     )
+
+
+def apply_verdicts(cfg, data, labels: np.ndarray, clean: np.ndarray) -> tuple[Verdicts, np.ndarray, np.ndarray, dict, dict]:
+    """noise.verified for a run (the trainer calls it): (the verdicts, the observed labels with the verified ones
+    written in, the clean labels (under real noise the random sample's entries become known), the build_method
+    keywords (the sample's rates, for noise_rate_source verified), what it measured for the summary)."""
+    names = data.class_names
+    v = read_verdicts(cfg.noise.verified, cfg.data.name, split_fingerprint(data), names, labels)
+    changed = v.apply(labels)
+    if cfg.noise.mode == "real":
+        clean[v.rows[v.sample], v.cols[v.sample]] = v.labels[v.sample]
+    review = {"verified_entries": int(len(v.rows)), "labels_changed": changed, "sample_images": v.sample_images}
+    precision = v.audit_precision()
+    if precision is not None:
+        review["audit_precision"] = precision
+    measured = {}
+    if v.sample.any():
+        rates = v.sample_rates(len(names))
+        review["sample_rates"] = {
+            name: {"eps": float(rates["eps_c"][k]), "low": float(rates["low"][k]), "high": float(rates["high"][k])}
+            for k, name in enumerate(names)
+        }
+        if cfg.method.noise_rate_source == "verified":
+            measured = {"measured": rates}
+    elif cfg.method.noise_rate_source == "verified":
+        v.sample_rates(len(names))  # raises: no random sample to measure on
+    return v, labels, clean, measured, review
+
+
+def review_lines(review: dict, sheets: int) -> list[str]:
+    """What noise.verified brought, for the start of a run."""
+    lines = [
+        f"verified labels: {review['verified_entries']} entries from {sheets} sheet(s), {review['labels_changed']} of them "
+        "corrected; they train as verified, never rejected or refurbished"
+    ]
+    if "sample_rates" in review:
+        shown = ", ".join(f"{n} {e['eps']:.3f} [{e['low']:.3f}, {e['high']:.3f}]" for n, e in review["sample_rates"].items())
+        lines.append(f"noise measured on {review['sample_images']} randomly sampled images, eps_c with 95% intervals: {shown}")
+    if "audit_precision" in review:
+        p = review["audit_precision"]
+        lines.append(
+            f"the audit's suspects, as reviewed: {p['suspects_wrong']} of {p['suspects_checked']} wrong, "
+            f"precision {p['precision']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
+        )
+    return lines

@@ -143,7 +143,9 @@ class Trainer:
         labels, clean, measured = self.noise.labels, self.noise.clean, {}
         self.verdicts, self.review = None, {}  # noise.verified: what people said, and what it measured
         if cfg.noise.verified:
-            labels, clean, measured = self._apply_verdicts(labels.copy(), clean.copy())
+            from ..verdicts import apply_verdicts
+
+            self.verdicts, labels, clean, measured, self.review = apply_verdicts(cfg, self.data, labels.copy(), clean.copy())
         self.observed = torch.from_numpy(labels).to(dev)
         self.clean = torch.from_numpy(clean).to(dev)  # UNKNOWN where real noise has no verified label
         self.method: Method = method_factory(cfg, self.observed, self.clean, **measured)
@@ -189,55 +191,6 @@ class Trainer:
         self.start_epoch = 0
         self.skipped: set[str] = set()  # unreadable image files left out (data.on_bad_image: skip)
         self.thresholds: np.ndarray | None = None  # per class, chosen on the validation split after each epoch
-
-    def _apply_verdicts(self, labels: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        """noise.verified: the verified labels written into the observed ones; under real noise the random
-        sample's entries become known clean labels (the selection figures are measured on them); the rates
-        measured on the sample for noise_rate_source verified, and the audit's precision from the suspects."""
-        from ..verdicts import read_verdicts, split_fingerprint
-
-        cfg, names = self.cfg, self.data.class_names
-        v = read_verdicts(cfg.noise.verified, cfg.data.name, split_fingerprint(self.data), names, labels)
-        self.verdicts = v
-        changed = v.apply(labels)
-        if cfg.noise.mode == "real":
-            clean[v.rows[v.sample], v.cols[v.sample]] = v.labels[v.sample]
-        self.review = {"verified_entries": int(len(v.rows)), "labels_changed": changed, "sample_images": v.sample_images}
-        precision = v.audit_precision()
-        if precision is not None:
-            self.review["audit_precision"] = precision
-        measured = {}
-        if v.sample.any():
-            rates = v.sample_rates(len(names))
-            self.review["sample_rates"] = {
-                name: {"eps": float(rates["eps_c"][k]), "low": float(rates["low"][k]), "high": float(rates["high"][k])}
-                for k, name in enumerate(names)
-            }
-            if cfg.method.noise_rate_source == "verified":
-                measured = {"measured": rates}
-        elif cfg.method.noise_rate_source == "verified":
-            v.sample_rates(len(names))  # raises: no random sample to measure on
-        return labels, clean, measured
-
-    def review_lines(self) -> list[str]:
-        """What noise.verified brought, for the start of the run."""
-        r = self.review
-        if not r:
-            return []
-        lines = [
-            f"verified labels: {r['verified_entries']} entries from {len(self.cfg.noise.verified)} sheet(s), "
-            f"{r['labels_changed']} of them corrected; they train as verified, never rejected or refurbished"
-        ]
-        if "sample_rates" in r:
-            shown = ", ".join(f"{n} {e['eps']:.3f} [{e['low']:.3f}, {e['high']:.3f}]" for n, e in r["sample_rates"].items())
-            lines.append(f"noise measured on {r['sample_images']} randomly sampled images, eps_c with 95% intervals: {shown}")
-        if "audit_precision" in r:
-            p = r["audit_precision"]
-            lines.append(
-                f"the audit's suspects, as reviewed: {p['suspects_wrong']} of {p['suspects_checked']} wrong, "
-                f"precision {p['precision']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
-            )
-        return lines
 
     # ---------------------------------------------------------------- rounds (method.restarts)
 
@@ -534,8 +487,11 @@ class Trainer:
                 f"{self.data.num_classes} classes; noise {cfg.noise.mode}, {self.noise_summary()}; "
                 f"method {cfg.method.name} on {len(self.nets)} x {cfg.model.name}, device {self.rt.device}"
             )
-            for line in self.review_lines():
-                log(line)
+            if self.review:
+                from ..verdicts import review_lines
+
+                for line in review_lines(self.review, len(cfg.noise.verified)):
+                    log(line)
         history = []
         for epoch in range(self.start_epoch, min(epochs, until) if until is not None else epochs):
             start = time.perf_counter()
