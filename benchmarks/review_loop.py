@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 from functools import partial
@@ -108,11 +109,15 @@ def main(argv=None) -> int:
         data["noise"]["verified"] = [verified]
         return from_dict(RunConfig, data)
 
-    for seed in args.seeds:
-        key = f"s{seed}_unverified"
-        sheets: dict[str, Path] = {}
-        missing = [f"s{seed}_{arm}_{n}" for arm in ("suspects", "random") for n in args.sizes]
-        if key not in load_runs(store)["runs"] or any(k not in load_runs(store)["runs"] for k in missing):
+    try:
+        for seed in args.seeds:
+            key = f"s{seed}_unverified"
+            sheets: dict[str, Path] = {}
+            done = load_runs(store)["runs"]
+            missing = [k for k in (f"s{seed}_{arm}_{n}" for arm in ("suspects", "random") for n in args.sizes) if k not in done]
+            if key in done and not missing:
+                continue
+            # the sheets come from the unverified run's audit: it runs again (the same seed, the same run) to write them
             print(f"seed {seed}: unverified", flush=True)
             result = run_one(config(seed), after=partial(write_sheets, seed=seed, sizes=args.sizes, work=work, sheets=sheets))
             save_run(store, key, result)
@@ -120,6 +125,8 @@ def main(argv=None) -> int:
                 print(f"seed {seed}: {k}", flush=True)
                 result = run_one(config(seed, str(sheets[k])), after=lambda trainer: {"review": trainer.review})
                 save_run(store, k, result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the filled-in sheets: made again by the audit on a rerun
     runs = load_runs(store)["runs"]
     summary, table = summarise(runs, args.seeds, args.sizes)
     print(table)
