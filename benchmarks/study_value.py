@@ -2,6 +2,7 @@
 
     python benchmarks/study_value.py                  # 3 seeds x 3 studies (about 25 min a seed on 2 cores)
     python benchmarks/study_value.py --seeds 0 --trials 8
+    python benchmarks/study_value.py --table-only      # the tables from the studies stored so far
 
 The base is the demo space (`search_spaces/demo.yaml`: complex noise 0.2, 1,000 training mosaics, 9 epochs)
 trained as users train: RandAugment views and noise rates estimated by the method (no oracle), so the space
@@ -225,12 +226,13 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES))
     parser.add_argument("--store", default=str(RESULTS / "study_value_runs.json"))
+    parser.add_argument("--table-only", action="store_true", help="rebuild the tables from the store, run nothing")
     args = parser.parse_args(argv)
     store = Path(args.store)
     max_t = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())["schedule"]["epochs"]
     work = Path(tempfile.mkdtemp(prefix="mhss-study-value-"))
     try:
-        for seed in args.seeds:
+        for seed in [] if args.table_only else args.seeds:
             for name in args.studies:
                 key = f"{name}_s{seed}"
                 if key in load_runs(store)["runs"]:
@@ -248,12 +250,13 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     runs = load_runs(store)["runs"]
-    summary = summarise(runs, args.seeds, max_t)
-    table = markdown(summary, runs, args.seeds)
+    seeds = [s for s in args.seeds if any(f"{name}_s{s}" in runs for name in STUDIES)]  # those with a finished study
+    summary = summarise(runs, seeds, max_t)
+    table = markdown(summary, runs, seeds)
     print(table)
     write_result(
         RESULTS / "study_value.json",
-        {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "trials": args.trials, "max_t": max_t, "seeds": args.seeds, **summary},
+        {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "trials": args.trials, "max_t": max_t, "seeds": seeds, **summary},
     )
     (RESULTS / "study_value.md").write_text(table)
     print(f"wrote {relative(RESULTS / 'study_value.md')}")
