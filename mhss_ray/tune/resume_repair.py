@@ -52,7 +52,53 @@ def repair_before_resume(path: str) -> list[str]:
     from ray.tune import ExperimentAnalysis
 
     trials = ExperimentAnalysis(path).trials
-    return repair_checkpoints(path, trials) + recover_result_rows(path, trials)
+    return repair_search_state(path) + repair_checkpoints(path, trials) + recover_result_rows(path, trials)
+
+
+# The search algorithm's saved state, one file per driver session (Tune loads the newest by name)
+SEARCH_STATES = ("basic-variant-state-", "search_gen_state-", "searcher-state-")
+
+
+def repair_search_state(path: str) -> list[str]:
+    """Tune copies its files from the driver's staging folder into the study one by one, each rewritten in
+    place: a driver killed during that copy leaves empty or cut search-state files (every session's, since
+    each copy rewrites them all). Tune then fails to load the newest, prints a traceback and starts the
+    study over with no trial (seen in the three-kill test). The unreadable files are set aside (renamed
+    `<name>.unreadable`, kept) so that Tune resumes the search from the newest readable one; with none left
+    the study cannot resume its search, and says so."""
+    import pyarrow.fs
+    import ray.cloudpickle as cloudpickle
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    inner = inner.rstrip("/")
+    lines = []
+    entries = fs.get_file_info(pyarrow.fs.FileSelector(inner))
+    names = sorted(PurePosixPath(e.path).name for e in entries if e.type == pyarrow.fs.FileType.File)
+    for prefix in SEARCH_STATES:
+        states = [n for n in names if n.startswith(prefix) and not n.endswith(".unreadable")]
+        unreadable = []
+        for name in reversed(states):  # newest first, as Tune picks
+            try:
+                with fs.open_input_stream(f"{inner}/{name}") as f:
+                    cloudpickle.loads(f.readall())
+                break
+            except Exception:  # an empty or cut pickle raises EOFError, UnpicklingError, ValueError, ...
+                unreadable.append(name)
+        if not unreadable:
+            continue
+        if len(unreadable) == len(states):
+            raise UserError(
+                f"{path}/{unreadable[0]}: unreadable search state (empty or cut by a kill), and no older one to resume the "
+                "search from; --overwrite to start over"
+            )
+        for name in unreadable:
+            fs.move(f"{inner}/{name}", f"{inner}/{name}.unreadable")
+        kept = states[len(states) - len(unreadable) - 1]
+        lines.append(
+            f"resume: {len(unreadable)} unreadable search-state file{'s' if len(unreadable) > 1 else ''} set aside "
+            f"({', '.join(unreadable)}: cut by a kill); the search resumes from {kept}"
+        )
+    return lines
 
 
 def _inside(study: str, fs_path: str) -> bool:

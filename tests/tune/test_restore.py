@@ -106,3 +106,40 @@ def test_resume_restores_result_rows_the_state_knows_but_result_json_lacks(kille
     epochs = load_study(str(study)).epochs  # the analysis reads them all, the row cut short skipped
     recorded = {t: sorted(g["epoch"]) for t, g in epochs.groupby("trial_id")}
     assert recorded == {t: sorted(e) for t, e in expected.items()}  # epoch k = iteration k here
+
+
+@pytest.mark.slow
+def test_resume_sets_aside_a_search_state_a_kill_left_empty(killed_study, tmp_path):
+    """Tune copies its files into the study one by one, rewriting each in place; a driver killed during that
+    copy left empty search-state files, and the next `--resume` printed Tune's traceback and ended with no
+    trial (the three-kill test, under load). The empty file is set aside, the search resumes from the
+    newest readable state, and the study finishes; with no readable state left, one line says so."""
+    import shutil
+    import subprocess
+
+    from mhss_ray.errors import UserError
+    from mhss_ray.tune.resume_repair import repair_search_state
+
+    storage, cmd, env, snapshot = killed_study
+    study = tmp_path / "runs" / "studies" / "resume"
+    shutil.copytree(snapshot / "resume", study)
+    readable = sorted(study.glob("basic-variant-state-*.json"))
+    assert readable, "a random-search study saves its search state"
+    empty = study / "basic-variant-state-2099-01-01_00-00-00.json"  # newer by name: the one Tune would load
+    empty.write_bytes(b"")
+    shutil.copy(snapshot.parent / "resume.yaml", tmp_path / "resume.yaml")
+    resumed = subprocess.run(
+        [cmd[0], "-c", cmd[2].replace(str(snapshot.parent), str(tmp_path)), *cmd[3:], "--resume"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"search resumes from {readable[-1].name}" in resumed.stdout
+    assert not empty.exists() and (study / f"{empty.name}.unreadable").exists()  # set aside, not deleted
+    assert "Failed to restore the run state" not in resumed.stderr
+    epochs = [len((d / "result.json").read_text().splitlines()) for d in study.glob("trial_*")]
+    assert len(epochs) == 2 and set(epochs) == {6}  # both trials finished: nothing started over
+
+    for f in study.glob("basic-variant-state-*.json"):
+        f.write_bytes(b"\x80")  # every state cut: nothing to resume the search from
+    with pytest.raises(UserError, match="unreadable search state .* no older one to resume the search from"):
+        repair_search_state(str(study))
