@@ -11,12 +11,16 @@ from mhss_ray.config import RunConfig, from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
+# timm's smallest ResNet (0.37 M parameters): real layers, checkpoints of a few MB. resnet18's 257 MB
+# checkpoints, kept by every trial of every study, made one test run write over 40 GB.
+TEST_MODEL = "test_resnet"
+
 # Small enough to train an epoch in a few seconds on 2 CPU cores.
 TINY = {
     "seed": 3,
     "data": {"image_size": 16, "n_train": 192, "n_val": 64, "n_test": 64, "batch_size": 32},
     "noise": {"mode": "naive", "rate": 0.2},
-    "model": {"name": "resnet18"},
+    "model": {"name": TEST_MODEL},
     "method": {"name": "asl"},
     "schedule": {"epochs": 3},
     "runtime": {"device": "cpu"},

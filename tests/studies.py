@@ -7,13 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_MODEL
 
 TINY_SPACE = {
     "seed": 1,
     "data": {"image_size": 16, "n_train": 128, "n_val": 48, "n_test": 48, "batch_size": 32},
     "noise": {"mode": "naive", "rate": 0.2},
-    "model": {"name": "resnet18"},
+    "model": {"name": TEST_MODEL},
     "method": {"name": "coteaching"},
     "schedule": {"epochs": 4},
     "runtime": {"device": "cpu", "threads": 1},
@@ -39,6 +39,7 @@ TINY_SPACE = {
 # The demo space on a tiny budget: same search, scheduler and search algorithm, smaller everything
 # else (see tiny_demo_space for the warm-up, q and learning rate).
 DEMO_TINY = [
+    f"model.name={TEST_MODEL}",
     "data.image_size=16",
     "data.n_train=128",
     "data.n_val=48",
@@ -107,8 +108,11 @@ def reported_epochs(storage: Path) -> dict[str, list[int]]:
 
 
 def killed_space(tmp_path: Path, workers: int, trials: int = 2) -> Path:
-    """A 6-epoch FIFO study, its trials all at once: the study the kill tests interrupt."""
+    """A 6-epoch FIFO study, its trials all at once: the study the kill tests interrupt. 1,024 training
+    images, so that an epoch of the test network lasts long enough (about a second) for a kill to land
+    inside the study rather than after its end."""
     data = dict(TINY_SPACE, schedule={"epochs": 6})
+    data["data"] = {**TINY_SPACE["data"], "n_train": 1024}
     data["tune"] = {
         "num_samples": trials, "max_concurrent_trials": trials, "scheduler": {"name": "fifo"},
         "search_alg": {"name": "random", "seed": 3}, "resources": {"workers": workers, "cpus_per_worker": 1},

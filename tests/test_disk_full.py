@@ -87,7 +87,7 @@ def config(tmp_path) -> Path:
         "seed": 0,
         "data": {"name": "manifest", "root": str(tmp_path / "data"), "image_size": 16, "batch_size": 8, "cache_dir": "off"},
         "noise": {"mode": "naive", "rate": 0.2},
-        "model": {"name": "resnet18"},
+        "model": {"name": "resnet18"},  # checkpoints of 130 MB: the small disks below are sized for them (tmpfs: memory, unmounted after)
         "method": {"name": "asl"},
         "schedule": {"epochs": 3},
         "runtime": {"device": "cpu", "threads": 1},

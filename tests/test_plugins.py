@@ -12,6 +12,7 @@ from mhss_ray.cli import train_main
 from mhss_ray.data.base import DataBundle, InMemoryImages, Split
 from mhss_ray.methods.base import Method, MethodInputs, Selection
 from mhss_ray.registry import DATASETS, METHODS, register_dataset, register_method
+from tests.conftest import TEST_MODEL
 
 CLASSES = ["horizontal", "vertical", "dots"]
 
@@ -62,7 +63,7 @@ def test_a_method_and_a_dataset_registered_outside_the_package_train_through_mhs
             {
                 "data": {"name": "toy-stripes", "image_size": 16, "batch_size": 32},
                 "noise": {"mode": "naive", "rate": 0.2},
-                "model": {"name": "resnet18"},
+                "model": {"name": TEST_MODEL},
                 "method": {"name": "toy-drop-loudest", "alpha": 2.0},
                 "schedule": {"epochs": 1},
                 "runtime": {"threads": 1},

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mhss_ray.data import fixtures
+from tests.conftest import TEST_MODEL
 
 REAL = {"mode": "real"}
 # MHSS with rates estimated from the data, as a user without an oracle runs it; q 1 and a 1-epoch
@@ -48,7 +49,7 @@ def run_config(tmp_path, fmt: str) -> str:
         "seed": 0,
         "data": {"name": fmt, "root": str(root), "image_size": 16, "batch_size": 16, "cache_dir": "off"},
         "noise": REAL,
-        "model": {"name": "resnet18"},
+        "model": {"name": TEST_MODEL},
         "method": METHOD,
         "schedule": {"epochs": 3},
         "runtime": {"device": "cpu", "threads": 1},
@@ -87,7 +88,7 @@ def test_study_analysis_audit_and_predict_with_real_labels(tmp_path):
         "seed": 0,
         "data": {"name": "manifest", "root": str(tmp_path / "data"), "image_size": 16, "batch_size": 16},
         "noise": REAL,
-        "model": {"name": "resnet18"},
+        "model": {"name": TEST_MODEL},
         "method": METHOD,
         "schedule": {"epochs": 3},
         "runtime": {"device": "cpu", "threads": 1},

@@ -43,7 +43,7 @@ def tracker_callbacks(names: list, study_name: str, class_names: list[str]) -> l
             uri = os.environ.get("MLFLOW_TRACKING_URI")
             callbacks.append(StudyMLflowLogger(class_names, tracking_uri=uri, experiment_name=study_name))
         elif name == "wandb":
-            from ray.air.integrations.wandb import WandbLoggerCallback
+            from .wandb_logger import StudyWandbLogger
 
-            callbacks.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or study_name, group=study_name))
+            callbacks.append(StudyWandbLogger(project=os.environ.get("WANDB_PROJECT") or study_name, group=study_name))
     return callbacks

@@ -9,7 +9,7 @@ from mhss_ray.cli import audit_main, train_main
 from mhss_ray.train.loop import Trainer
 from tests.conftest import REPO, TINY, tiny_config
 
-MHSS = {"method": {"name": "mhss", "q": 2, "warmup": 2, "t_k": 1}, "noise": {"mode": "complex", "rate": 0.3}, "schedule": {"epochs": 4}}
+MHSS = {"method": {"name": "mhss", "q": 2, "warmup": 2, "t_k": 1}, "noise": {"mode": "complex", "rate": 0.3}, "schedule": {"epochs": 8}}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from mhss_ray.cli import predict_main, train_main
 from mhss_ray.data import fixtures
 from mhss_ray.train.metrics import mean_average_precision
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_MODEL
 
 SETTINGS = ["data.image_size=32", "data.batch_size=8", "schedule.epochs=2", "runtime.device=cpu", "method.name=asl"]
 
@@ -91,7 +91,7 @@ def test_a_model_of_an_in_memory_dataset_predicts_a_folder_of_its_images(tmp_pat
     from mhss_ray.apply.locate import locate
 
     sets = [f"{k}={v}" for k, v in {"data.image_size": 16, "data.n_train": 96, "data.n_val": 32, "data.n_test": 32}.items()]
-    sets += ["schedule.epochs=1", "runtime.device=cpu", "method.name=asl", "model.name=resnet18", "data.batch_size=32"]
+    sets += ["schedule.epochs=1", "runtime.device=cpu", "method.name=asl", f"model.name={TEST_MODEL}", "data.batch_size=32"]
     args = ["--config", str(REPO / "benchmarks" / "base.yaml"), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))]
     with pytest.raises(SystemExit) as exit_:
         train_main(args)

@@ -22,6 +22,7 @@ from mhss_ray.config import DataConfig
 from mhss_ray.data.decode_cache import MARKER, DecodedImages, cache_key, open_cache, stored_short_side
 from mhss_ray.data.images import ImageFiles, ImageReader
 from mhss_ray.data.transforms import build_transforms
+from tests.conftest import TEST_MODEL
 
 SIZE = 64  # the network input; stored short side 96
 
@@ -206,7 +207,7 @@ def manifest_run(tmp_path_factory):
         "seed": 0,
         "data": {"name": "manifest", "root": str(t / "data"), "image_size": 16, "batch_size": 16, "cache_dir": str(t / "cache")},
         "noise": {"mode": "naive", "rate": 0.2},
-        "model": {"name": "resnet18"},
+        "model": {"name": TEST_MODEL},
         "method": {"name": "coteaching"},
         "schedule": {"epochs": 2},
         "runtime": {"device": "cpu", "threads": 1},

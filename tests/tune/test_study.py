@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import TEST_MODEL
 from tests.studies import (
     DEMO_TINY,  # noqa: F401
     TINY_SPACE,  # noqa: F401
@@ -200,7 +201,7 @@ def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):
     (tmp_path / "sewerml.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     sets = [
         "method.q=1", "method.warmup=1",
-        "data.root=sewer", "data.image_size=32", "data.batch_size=16", "data.num_workers=0", "model.name=resnet18",
+        "data.root=sewer", "data.image_size=32", "data.batch_size=16", "data.num_workers=0", f"model.name={TEST_MODEL}",
         "schedule.epochs=2", "runtime.device=cpu", "runtime.threads=1", "tune.num_samples=2", "tune.scheduler.name=fifo",
         "tune.search_alg.name=random", "tune.search_alg.points_to_evaluate=null", "tune.max_concurrent_trials=2",
         "tune.resources.workers=0", "tune.resources.cpus_per_worker=1", "tune.resources.gpu_per_worker=0", "tune.storage_path=studies",

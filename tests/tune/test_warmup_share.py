@@ -15,13 +15,14 @@ from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER
 
 from ..conftest import REPO
 from ..studies import kill_when, reported_epochs, result_rows
+from tests.conftest import TEST_MODEL
 
 # MHSS on a tiny budget: trials differ only in what acts after the warm-up (alpha, theta, the warm-up's length)
 SPACE = {
     "seed": 2,
     "data": {"image_size": 16, "n_train": 128, "n_val": 48, "n_test": 48, "batch_size": 32},
     "noise": {"mode": "complex", "rate": 0.2},
-    "model": {"name": "resnet18"},
+    "model": {"name": TEST_MODEL},
     "method": {"name": "mhss", "q": 2, "noise_rate_source": "given", "noise_rate": 0.1},
     "schedule": {"epochs": 4},
     "runtime": {"device": "cpu", "threads": 1},
