@@ -70,6 +70,11 @@ class DataConfig:
     labels_column: Optional[str] = None  # one column of ';'-separated class names instead of 0/1 columns
     split_column: str = "split"  # optional column of train/val/test
     classes: Optional[list[str]] = None  # class columns / names in order; default: every other column
+    # the dataset plugin's own keys (its registry entry's params dataclass), read and written as data.<key>
+    params: Any = field(default=None, metadata={"plugin_params": True})
+
+    def __getattr__(self, key: str):
+        return _plugin_value(self, key)
 
 
 @dataclass
@@ -158,6 +163,11 @@ class MethodConfig:
     gce_q: float = num(0.7, 0.01, 1.0)
     mixup_alpha: float = num(5.0, 0.0, 100.0)
     disc_shift: bool = True  # revision 2: confidences from sigmoid(z - logit p*) (no change for BCE)
+    # the method plugin's own keys (its registry entry's params dataclass), read and written as method.<key>
+    params: Any = field(default=None, metadata={"plugin_params": True})
+
+    def __getattr__(self, key: str):
+        return _plugin_value(self, key)
 
 
 @dataclass
@@ -198,7 +208,48 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The YAML mapping of this config: a plugin's own keys sit in its section beside the shared ones."""
+        data = dataclasses.asdict(self)
+        for section in PLUGIN_SECTIONS.values():
+            data[section].update(data[section].pop("params") or {})
+        return data
+
+
+# ----------------------------------------------------------------------------- plugins' own keys
+
+PLUGIN_SECTIONS = {MethodConfig: "method", DataConfig: "data"}  # sections whose registered entry may own keys
+_REGISTRIES = {MethodConfig: METHODS, DataConfig: DATASETS}
+
+
+def _plugin_value(section: Any, key: str):
+    """cfg.method.<key> for a key of the method's own params (dataclass __getattr__: only for unknown names)."""
+    params = section.__dict__.get("params")
+    if params is not None and not key.startswith("__") and key in {f.name for f in dataclasses.fields(params)}:
+        return getattr(params, key)
+    raise AttributeError(f"{type(section).__name__} has no key {key!r}")
+
+
+def plugin_params(cls: type, name: Any) -> type | None:
+    """The params dataclass of the entry `name` of section `cls` (MethodConfig, DataConfig), if it has one."""
+    registry = _REGISTRIES.get(cls)
+    if registry is None or not isinstance(name, str) or name not in registry.names():
+        return None
+    params = registry.get(name).params
+    if params is not None:
+        shared = {f.name for f in dataclasses.fields(cls)} & {f.name for f in dataclasses.fields(params)}
+        if shared:  # a programming error of the plugin
+            raise ValueError(f"{registry.kind} {name}: its params repeat the shared keys {sorted(shared)}")
+    return params
+
+
+def section_fields(cls: type, name: Any = None) -> dict[str, tuple[dataclasses.Field, type]]:
+    """The keys of a config section: {key: (field, the dataclass that declares it)}, with the own keys of the
+    plugin `name` names (default: the section's default entry)."""
+    out = {f.name: (f, cls) for f in dataclasses.fields(cls) if not f.metadata.get("plugin_params")}
+    if cls in _REGISTRIES:
+        params = plugin_params(cls, name if name is not None else cls.name)
+        out.update({f.name: (f, params) for f in dataclasses.fields(params)} if params is not None else {})
+    return out
 
 
 # ----------------------------------------------------------------------------- validation
@@ -313,15 +364,22 @@ def from_dict(cls: type, data: Any, path: str = ""):
     """Build dataclass `cls` from a YAML mapping, naming the key path of the first bad value."""
     if not isinstance(data, dict):
         raise UserError(f"{path or 'config'}: expected a mapping, got {show_value(data)}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    name = None
+    if cls in _REGISTRIES:  # the entry's name first: it says which own keys the section may hold
+        name = _coerce(data["name"], str, cls.__dataclass_fields__["name"].metadata, _join(path, "name")) if "name" in data else cls.name
+    known = section_fields(cls, name)
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
             raise UserError(f"{_join(path, key)}: unknown key ({hint})")
     hints = get_type_hints(cls)
-    kwargs = {name: _coerce(data[name], hints[name], f.metadata, _join(path, name)) for name, f in known.items() if name in data}
+    own = {k: data[k] for k, (_, owner) in known.items() if owner is not cls and k in data}
+    kwargs = {k: _coerce(data[k], hints[k], f.metadata, _join(path, k)) for k, (f, owner) in known.items() if owner is cls and k in data}
     obj = cls(**kwargs)
+    params = plugin_params(cls, name) if cls in _REGISTRIES else None
+    if params is not None:
+        obj.params = from_dict(params, own, path)
     _check_consistency(obj, path)
     return obj
 

@@ -15,6 +15,7 @@ name check never depends on import order.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
@@ -23,6 +24,9 @@ from .errors import UserError
 from .yaml_files import show_value
 
 PLUGIN_GROUP = "mhss_ray.plugins"  # entry points of installed packages that register methods or datasets
+# modules to import as plugins, comma-separated (a plugin file not installed as a package; a study's trials
+# inherit the variable, so they register it too)
+PLUGIN_ENV = "MHSS_PLUGINS"
 BUILTIN_PACKAGES = ("mhss_ray.methods", "mhss_ray.data")
 
 
@@ -50,6 +54,9 @@ class MethodSpec:
     keys: tuple[str, ...] = ()  # the method.* keys it reads: its config section, shown in reports
     labels: dict = field(default_factory=dict)  # {method.<key>: short label} for plot legends
     summary: str = ""
+    # a dataclass of the plugin's own keys, read as method.<key> (validated, searched and saved like the built-in
+    # ones; config.num gives a field its range); the run's values are cfg.method.<key> or cfg.method.params
+    params: type | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class DatasetSpec:
     reads_files: bool = False  # its images are files under data.root (the decode cache applies)
     weighted_metrics: bool = False  # ships official class weights: F2-CIW and F1-Normal are metrics of every run
     summary: str = ""
+    params: type | None = None  # a dataclass of the plugin's own keys, read as data.<key> (as MethodSpec.params)
 
 
 S = TypeVar("S")
@@ -116,6 +124,11 @@ def load_plugins() -> None:
         importlib.import_module(package)
     for entry in entry_points(group=PLUGIN_GROUP):
         entry.load()
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"{PLUGIN_ENV}: cannot import {module} ({exc})") from None
 
 
 def register_method(name: str, **capabilities) -> Callable:
@@ -132,6 +145,14 @@ def register_dataset(name: str, build: Callable, class_names: Callable, **capabi
     return DATASETS.add(DatasetSpec(name, build, class_names, **capabilities))
 
 
+def own_keys(spec) -> tuple[str, ...]:
+    """The keys a method or dataset reads: the shared ones it names, then its own (its params dataclass)."""
+    import dataclasses
+
+    own = tuple(f.name for f in dataclasses.fields(spec.params)) if spec.params is not None else ()
+    return tuple(spec.keys) + tuple(k for k in own if k not in spec.keys)
+
+
 def describe() -> str:
     """The registered methods and datasets with what they are (`mhss-train --list`)."""
     lines = ["methods (method.name):"]
@@ -139,16 +160,17 @@ def describe() -> str:
     for m in METHODS.specs():
         nets = f"{m.num_networks} network{'s' if m.num_networks > 1 else ''}" + (f", {m.num_views} views" if m.num_views > 1 else "")
         lines.append(f"  {m.name:<{width}}  {nets}; {m.summary}")
-        if m.keys:
-            lines.append(f"  {'':<{width}}  keys: {', '.join('method.' + k for k in m.keys)}")
+        if own_keys(m):
+            lines.append(f"  {'':<{width}}  keys: {', '.join('method.' + k for k in own_keys(m))}")
     lines.append("datasets (data.name):")
     for d in DATASETS.specs():
         lines.append(f"  {d.name:<{width}}  {d.summary}")
-        if d.keys:
-            lines.append(f"  {'':<{width}}  keys: {', '.join('data.' + k for k in d.keys)}")
+        if own_keys(d):
+            lines.append(f"  {'':<{width}}  keys: {', '.join('data.' + k for k in own_keys(d))}")
     return "\n".join(lines)
 
 
 __all__ = [
-    "DATASETS", "METHODS", "DatasetSpec", "MethodSpec", "Registry", "describe", "load_plugins", "register_dataset", "register_method",
+    "DATASETS", "METHODS", "DatasetSpec", "MethodSpec", "Registry", "describe", "load_plugins", "own_keys", "register_dataset",
+    "register_method",
 ]  # fmt: skip

@@ -131,3 +131,79 @@ def test_mhss_train_list_shows_every_registered_method_and_dataset(toy_entries, 
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "2 networks; CoSELFIE + class-dependent noise rates" in lines["mhss"]
     assert "1 network, 2 views;" in lines["disc"] and "1 network; test only" in lines["toy-drop-loudest"]
+
+
+# ----------------------------------------------------------------------------- plugins in their own files
+
+
+@pytest.mark.slow
+def test_a_method_and_a_dataset_each_in_one_file_train_are_searched_and_audited(tmp_path):
+    """tests/plugins/toy_agreement.py (two networks, its own key method.keep_share) and tests/plugins/pipe_labels.py
+    (image files with '|'-separated labels, its own keys data.labels_file and data.separator) are one file each,
+    loaded by MHSS_PLUGINS: a study searches keep_share, mhss-train trains them, mhss-audit lists what the
+    method itself deems unreliable."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from mhss_ray.data import fixtures
+    from tests.conftest import REPO
+    from tests.studies import result_rows
+
+    data = tmp_path / "pipes"
+    _, _, frame = fixtures.write_manifest(data, n=96, size=16, classes=("crack", "root", "deposit"), label_list=True, with_split=False)
+    pd.DataFrame({"file": frame["file"], "labels": frame["labels"].str.replace(";", "|")}).to_csv(data / "pipes.csv", index=False)
+    base = {
+        "seed": 0,
+        "data": {"name": "pipe-labels", "root": str(data), "labels_file": "pipes.csv", "separator": "|", "image_size": 16},
+        "noise": {"mode": "naive", "rate": 0.2},
+        "model": {"name": TEST_MODEL},
+        "method": {"name": "toy-agreement", "keep_share": 0.8},
+        "schedule": {"epochs": 2},
+        "runtime": {"device": "cpu", "threads": 1},
+    }
+    space = {
+        **base,
+        "search": {"method.keep_share": {"dist": "uniform", "low": 0.6, "high": 0.95}},
+        "tune": {
+            "num_samples": 2, "max_concurrent_trials": 2, "baselines": [], "scheduler": {"name": "fifo"},
+            "search_alg": {"name": "random", "seed": 0}, "resources": {"workers": 0, "cpus_per_worker": 1},
+        },
+    }  # fmt: skip
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "toy_space.yaml").write_text(yaml.safe_dump(space))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        MHSS_PLUGINS="tests.plugins.toy_agreement, tests.plugins.pipe_labels",
+        RAY_AUTH_MODE="disabled",
+    )
+
+    def cli(main: str, *args):
+        code = f"import sys; from mhss_ray.cli import {main}; sys.exit({main}())"
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    listed = cli("train_main", "--list")
+    assert "toy-agreement" in listed.stdout and "method.keep_share" in listed.stdout and "data.separator" in listed.stdout
+
+    tune = cli("tune_main", "--space", "toy_space.yaml", "--storage", tmp_path / "studies")
+    assert tune.returncode == 0, tune.stdout[-3000:] + tune.stderr[-3000:]
+    rows = result_rows(tmp_path / "studies" / "toy_space")
+    shares = {trial: r[-1]["config"]["method.keep_share"] for trial, r in rows.items()}
+    assert len(shares) == 2 and len(set(shares.values())) == 2 and all(0.6 <= s <= 0.95 for s in shares.values()), shares
+    assert all([row["epoch"] for row in r] == [1, 2] for r in rows.values())
+
+    train = cli("train_main", "--config", "toy.yaml", "--out", tmp_path / "run")
+    assert train.returncode == 0, train.stderr[-3000:]
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["method"]["keep_share"] == 0.8 and saved["data"]["separator"] == "|"  # its own keys, saved in its sections
+
+    audit = cli("audit_main", "--from", tmp_path / "run", "--out", tmp_path / "suspects.csv")
+    assert audit.returncode == 0, audit.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "suspects.csv")
+    assert len(table) > 0 and table["rejected"].all() and not table["corrected"].any()
+    # what the method deems unreliable: beyond the kept share of its column in both networks
+    assert (table["loss_quantile"] > 0.8 - 1e-6).all(), table["loss_quantile"].min()
+    assert table["image"].str.startswith(str(data / "images" / "img_")).all()  # the file the entry belongs to

@@ -28,6 +28,7 @@ from typing import Any, Optional, get_type_hints
 from ..config import (
     INDEXED_KEY,
     RunConfig,
+    section_fields,
     apply_overrides,
     apply_point,
     blame,
@@ -53,28 +54,27 @@ BASELINE_KEY = "baseline"  # the one key of a baseline arm's point (tune/baselin
 # ----------------------------------------------------------------------------- the search: block
 
 
-def _config_field(key: str):
-    """The dataclass field a dotted key names, or a UserError naming the search key."""
-    cls, f = RunConfig, None
+def _config_field(key: str, base: dict) -> tuple[dataclasses.Field, type]:
+    """The dataclass field a dotted key names and the dataclass that declares it (a plugin's own keys: its
+    params, for the method or dataset the base config names), or a UserError naming the search key."""
+    cls, f, owner, section = RunConfig, None, RunConfig, base
     for part in key.split("."):
         if f is not None:
-            cls = get_type_hints(cls)[f.name]
+            cls = get_type_hints(owner)[f.name]
             if not dataclasses.is_dataclass(cls):
                 raise UserError(f"search.{key}: {f.name} is not a section")
-        fields = {x.name: x for x in dataclasses.fields(cls)}
+            section = section.get(f.name) if isinstance(section, dict) else None
+        fields = section_fields(cls, section.get("name") if isinstance(section, dict) else None)
         if part not in fields:
             raise UserError(f"search.{key}: unknown config key")
-        f = fields[part]
-    if dataclasses.is_dataclass(get_type_hints(cls)[f.name]):
+        f, owner = fields[part]
+    if dataclasses.is_dataclass(get_type_hints(owner)[f.name]):
         raise UserError(f"search.{key}: is a whole section; search one of its keys")
-    return f
+    return f, owner
 
 
-def _is_integer_key(key: str) -> bool:
-    f = _config_field(INDEXED_KEY.sub(r"\1", key))
-    owner = RunConfig
-    for part in INDEXED_KEY.sub(r"\1", key).split(".")[:-1]:
-        owner = get_type_hints(owner)[part]
+def _is_integer_key(key: str, base: dict) -> bool:
+    f, owner = _config_field(INDEXED_KEY.sub(r"\1", key), base)
     return get_type_hints(owner)[f.name] in (int, Optional[int])
 
 
@@ -90,7 +90,7 @@ def _check_value(base: dict, key: str, value: Any, where: str) -> None:
 
 def _dimension(base: dict, key: str, spec: Any, where: str) -> Dimension:
     """A dimension whose every extreme value, put into the base config, passes the run-config validation."""
-    d = parse_dimension(key, spec, where, _is_integer_key(key))
+    d = parse_dimension(key, spec, where, _is_integer_key(key, base))
     for name, value in d.extremes():
         _check_value(base, key, value, f"{where}.{name}")
     return d
@@ -105,7 +105,7 @@ def _dimensions(base: dict, base_cfg: RunConfig, search: Any, names: list[str] |
     for key, spec in search.items():
         key = str(key)
         where = f"search.{key}"
-        _config_field(key)
+        _config_field(key, base)
         if isinstance(spec, dict) and spec.get("per_class"):
             if key not in PER_CLASS_KEYS:
                 raise UserError(f"{where}.per_class: only {', '.join(PER_CLASS_KEYS)} takes one dimension per class")
