@@ -207,3 +207,16 @@ def test_a_method_and_a_dataset_each_in_one_file_train_are_searched_and_audited(
     # what the method deems unreliable: beyond the kept share of its column in both networks
     assert (table["loss_quantile"] > 0.8 - 1e-6).all(), table["loss_quantile"].min()
     assert table["image"].str.startswith(str(data / "images" / "img_")).all()  # the file the entry belongs to
+
+
+def test_a_plugin_module_that_cannot_be_imported_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MHSS_PLUGINS="my_plugins.nowhere")
+    code = "import sys; from mhss_ray.cli import train_main; sys.exit(train_main())"
+    proc = subprocess.run([sys.executable, "-c", code, "--list"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("mhss-train: error: MHSS_PLUGINS: cannot import my_plugins.nowhere"), lines[0]
