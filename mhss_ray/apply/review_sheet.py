@@ -24,10 +24,10 @@ def review_sheet(trainer, suspects: pd.DataFrame, sample: int, seed: int) -> pd.
     in_sample = set(drawn.tolist())
     rows = []
     listed = set()
-    for rank, s in enumerate(suspects.itertuples(index=False), start=1):
-        r = int(s.row)
-        listed.add((r, s[2]))  # (row, class)
-        rows.append((r, s[2], int(s.observed), int(s.proposed), True, rank, r in in_sample, float(s.confidence)))
+    for rank, s in enumerate(suspects.to_dict("records"), start=1):  # by column name: `class` is a keyword
+        r = int(s["row"])
+        listed.add((r, s["class"]))
+        rows.append((r, s["class"], int(s["observed"]), int(s["proposed"]), True, rank, r in in_sample, float(s["confidence"])))
     for r in drawn.tolist():
         for k, name in enumerate(names):
             if (r, name) not in listed:
