@@ -92,7 +92,8 @@ def check_console(proc, trial_ids: list[str], n_trials: int, wandb: bool) -> Non
     assert not re.search(r"epoch \d+/\d+  loss", proc.stderr), "epoch lines on stderr as well"
     errors = [line for line in proc.stderr.splitlines() if re.search(r"\bE \d+ \d+\]|Traceback|Error", line)]
     if wandb:  # Ray's W&B integration: a line about its logging actor, and W&B's own teardown when that actor ends
-        errors = [line for line in errors if "'_WandbLoggingActor'" not in line and "(_WandbLoggingActor pid=" not in line]
+        actor = r"_WandbLoggingActor|_WrittenOutWandbActor"  # Ray's, and ours that waits for W&B (tune/wandb_logger.py)
+        errors = [line for line in errors if not re.search(rf"'({actor})'|\(({actor}) pid=", line)]
     assert not errors, errors[:5]
     assert f"Number of trials: {n_trials}/{n_trials}" in out
 
