@@ -81,11 +81,11 @@ def main(argv=None) -> int:
                 args.config, ["data.n_train=1024", "noise.mode=complex", *args.overrides, *[f"method.{k}={v}" for k, v in method.items()]]
             )
             t = Trainer(c, data=data)
-        for net in t.nets:
+        for net in t.networks.nets:
             net.train()
         t.method.begin_epoch(ACTIVE_EPOCH)
         images, indices = next(iter(t.train_loader))  # the loader's first batch: the same samples for every method
-        views = [t._to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
+        views = [t.rt.to_device(v) for v in (images if isinstance(images, (list, tuple)) else [images])]
         trainers[label], batches[label] = t, (views, indices.to(t.rt.device))
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() and cfg.runtime.device != "cpu" else (lambda: None)
@@ -107,13 +107,13 @@ def main(argv=None) -> int:
         rows.append(
             {
                 "method": label,
-                "networks": len(t.nets),
+                "networks": len(t.networks),
                 "views": t.method.num_views,
                 "step_ms": median * 1000,
                 "vs_two_asl_steps": median / base,
                 "state_bytes": state_bytes(t.method),
-                "bytes_per_sample_class_network": state_bytes(t.method) / (n * c * len(t.nets)),
-                "history_bytes_per_sample_class_network": state_bytes(t.method, "histories") / (n * c * len(t.nets)),
+                "bytes_per_sample_class_network": state_bytes(t.method) / (n * c * len(t.networks)),
+                "history_bytes_per_sample_class_network": state_bytes(t.method, "histories") / (n * c * len(t.networks)),
             }
         )
     device = (

@@ -37,7 +37,7 @@ def main(epochs: int = 6) -> int:
         clean = torch.from_numpy(t.data.train.labels)
         for epoch in range(epochs):
             t.train_one_epoch(epoch)
-            net = t.nets[0].eval()
+            net = t.networks.nets[0].eval()
             with torch.no_grad():
                 p = torch.cat([torch.sigmoid(net(x)) for x, _ in DataLoader(t.data.train.images, batch_size=256)])
             net.train()

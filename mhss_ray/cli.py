@@ -335,18 +335,18 @@ def _predict(argv) -> int:
     args = parser.parse_args(argv)
 
     from .apply.locate import locate
-    from .apply.predict import beside, images_to_predict, metrics_table, predict, prediction_table, thresholds_of, thresholds_table
+    from .apply.predict import beside, images_to_predict, metrics_table, predict, prediction_table, thresholds_table
     from .outputs import check_new_table, write_table
 
     out = check_new_table(args.out, "--out")
     thresholds_out = check_new_table(beside(out, "thresholds"), "--out (its thresholds file)")
     run = locate(args.source, args.trial)
-    trainer = run.trainer()
-    dataset, names, labels = images_to_predict(trainer, args.images)
+    evaluator = run.evaluator()
+    dataset, names, labels = images_to_predict(evaluator, args.images)
     metrics_out = check_new_table(beside(out, "metrics"), "--out (its metrics file)") if labels is not None else None
-    probs, rows = predict(trainer, dataset, log=lambda line: print(line, file=sys.stderr, flush=True))
-    thresholds = thresholds_of(trainer, run.state)
-    classes = trainer.data.class_names
+    probs, rows = predict(evaluator, dataset, log=lambda line: print(line, file=sys.stderr, flush=True))
+    thresholds = evaluator.chosen_thresholds()
+    classes = evaluator.data.class_names
     table = prediction_table(names, rows, probs, thresholds, classes)
     write_table(thresholds_table(thresholds, classes), thresholds_out)
     written = [str(out), thresholds_out.name]
@@ -357,7 +357,7 @@ def _predict(argv) -> int:
     write_table(table, out)
     positives = int(table[[f"pred_{c}" for c in classes]].to_numpy().sum())
     print(
-        f"{run.source}: {len(table)} images predicted ({positives} positive decisions over {trainer.data.num_classes} classes); "
+        f"{run.source}: {len(table)} images predicted ({positives} positive decisions over {evaluator.data.num_classes} classes); "
         f"wrote {', '.join(written)}"
     )
     if metrics_out is not None:

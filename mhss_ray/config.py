@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 
 from .errors import UserError
 from .registry import DATASETS, METHODS
+from .rounds import RoundSchedule
 from .yaml_files import parse_yaml, read_yaml, show_value  # noqa: F401  (read_yaml, show_value: re-exported)
 
 # Top-level blocks of a search-space file that belong to mhss-tune, not to the run config.
@@ -447,35 +448,23 @@ def default_warmup(q: int, epochs: int) -> int:
     return max(q + math.ceil(epochs / 10), math.ceil(epochs / 3))
 
 
-def round_starts(cfg: RunConfig) -> list[int]:
-    """The 0-based epochs at which the rounds of `method.restarts` begin ([0] without restarts): rounds of
-    epochs // (restarts + 1) epochs, the last one taking the remainder."""
-    n = cfg.method.restarts + 1
-    return [r * (cfg.schedule.epochs // n) for r in range(n)]
-
-
-def round_length(cfg: RunConfig) -> int:
-    """Epochs of a round (of the whole run without restarts): what the warm-up is measured against."""
-    return cfg.schedule.epochs // (cfg.method.restarts + 1)
-
-
 def _check_run(cfg: RunConfig) -> None:
     """Settings that would make a run meaningless, refused before it starts."""
     m, epochs = cfg.method, cfg.schedule.epochs
     spec = METHODS.get(m.name)
+    round_length = RoundSchedule.of(cfg).length
     if m.restarts and not spec.histories:
         keeping = " and ".join(s.name for s in METHODS.specs() if s.histories)
         raise UserError(f"method.restarts: {m.restarts} with method {m.name}: only {keeping} correct labels that a restart keeps")
-    if m.restarts and round_length(cfg) < 2:
+    if m.restarts and round_length < 2:
         raise UserError(
-            f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length(cfg)} epoch "
-            "(at least 2 each)"
+            f"method.restarts: {m.restarts} restarts in schedule.epochs {epochs} leave rounds of {round_length} epoch (at least 2 each)"
         )
     warmup = spec.warmup_epochs(cfg) if spec.warmup_epochs is not None else 0  # the method's own rule (its registry entry)
-    if m.restarts and warmup >= round_length(cfg):
+    if m.restarts and warmup >= round_length:
         key = "method.warmup" if m.warmup is not None else "method.restarts"
         raise UserError(
-            f"{key}: {warmup} warm-up epochs in rounds of {round_length(cfg)} (schedule.epochs {epochs}, method.restarts {m.restarts}): "
+            f"{key}: {warmup} warm-up epochs in rounds of {round_length} (schedule.epochs {epochs}, method.restarts {m.restarts}): "
             "no round would select or correct (fewer restarts, more epochs or a shorter warm-up)"
         )
     if spec.warmup and m.warmup is not None and m.warmup >= epochs:

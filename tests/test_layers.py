@@ -13,6 +13,7 @@ RANKS = {
     "errors": 0,
     "yaml_files": 1,
     "registry": 2,
+    "rounds": 2,
     "config": 3,
     "disk_space": 3,
     "outputs": 4,

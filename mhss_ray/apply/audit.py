@@ -40,7 +40,7 @@ def training_logits(trainer) -> list[torch.Tensor]:
     """Each network's logits (N x C) on the training images, without augmentation, in row order."""
     images = trainer.data.train.images.evaluation_view()
     loader = DataLoader(images, batch_size=trainer.cfg.data.batch_size * 2, shuffle=False, num_workers=trainer.cfg.data.num_workers)
-    return trainer.network_logits(loader)
+    return trainer.evaluator.network_logits(loader)
 
 
 def _quantiles(losses: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def audit(trainer) -> pd.DataFrame:
     """The suspected label errors of the run loaded in `trainer` (Trainer with its checkpoint's state)."""
     method = trainer.method
     last = max(trainer.start_epoch - 1, 0)
-    method.begin_epoch(trainer.method_epoch(last))  # the forget rates of the last epoch trained
+    method.begin_epoch(trainer.rounds.method_epoch(last))  # the forget rates of the last epoch trained
     observed = trainer.observed
     logits = training_logits(trainer)
     probs = torch.stack([torch.sigmoid(z) for z in logits]).mean(0)

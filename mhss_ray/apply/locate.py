@@ -1,5 +1,6 @@
 """A trained run to use: an `mhss-train` run folder, or a trial of an `mhss-tune` study (the best one
-by the study's metric, or one named by its trial id); its config and checkpoint, loaded into a Trainer."""
+by the study's metric, or one named by its trial id); its config and checkpoint, loaded into a Trainer
+(the whole run: mhss-audit) or an Evaluator (its networks and data: mhss-predict)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from ..config import RunConfig, from_dict
 from ..errors import UserError
 from ..train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ..train.evaluator import Evaluator
 from ..train.loop import Trainer
 
 
@@ -23,6 +25,9 @@ class TrainedRun:
         trainer = Trainer(self.config)
         trainer.load_state_dict(self.state)
         return trainer
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator.of_checkpoint(self.config, self.state)
 
 
 def _from_checkpoint_folder(folder: str, source: str) -> TrainedRun:

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.images import ImageFiles
 from ..errors import UserError
-from ..train.metrics import best_thresholds
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
@@ -45,27 +44,27 @@ def _files_of_manifest(path: Path, column: str) -> list[str]:
     return names
 
 
-def images_to_predict(trainer, spec: str) -> tuple[Dataset, list[str], np.ndarray | None]:
+def images_to_predict(evaluator, spec: str) -> tuple[Dataset, list[str], np.ndarray | None]:
     """(dataset, image names, labels where known) for `--images`."""
     if spec in SPLITS:
-        split = getattr(trainer.data, spec)
+        split = getattr(evaluator.data, spec)
         images = split.images.evaluation_view() if spec == "train" else split.images
         names = [images.path(i) if hasattr(images, "path") else f"{spec} row {i}" for i in range(len(split))]
         return images, names, split.labels
     path = Path(spec).expanduser()
-    template = trainer.data.test.images
+    template = evaluator.data.test.images
     if not isinstance(template, ImageFiles):
         if not path.is_dir():
             raise UserError(
-                f"--images {spec}: a model of {trainer.cfg.data.name} (built in memory) predicts one of its splits or a folder of images"
+                f"--images {spec}: a model of {evaluator.cfg.data.name} (built in memory) predicts one of its splits or a folder of images"
             )
         names = _files_of(path)
-        dataset = _in_memory_like(template, path, names, trainer.data.in_chans, trainer.cfg.data.image_size)
+        dataset = _in_memory_like(template, path, names, evaluator.data.in_chans, evaluator.cfg.data.image_size)
         return dataset, [str(path / n) for n in names], None
     if path.is_dir():
         folder, names = path, _files_of(path)
     elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
-        folder, names = path.parent, _files_of_manifest(path, trainer.cfg.data.file_column)
+        folder, names = path.parent, _files_of_manifest(path, evaluator.cfg.data.file_column)
     else:
         raise UserError(f"--images {spec}: expected train, val, test, a folder of images or a manifest (.csv, .parquet)")
     dataset = ImageFiles(folder, pa.array(names, pa.string()), template.reader, template.transforms, template.size)
@@ -94,23 +93,15 @@ def _in_memory_like(template, folder: Path, names: list[str], channels: int, siz
     return InMemoryImages(images, template.mean, template.std)
 
 
-def predict(trainer, dataset: Dataset, log=None) -> tuple[np.ndarray, np.ndarray]:
+def predict(evaluator, dataset: Dataset, log=None) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities N x C, the rows they belong to): undecodable files stop it with their name, or are
     left out with `data.on_bad_image: skip` (as in training)."""
-    loader = DataLoader(dataset, batch_size=trainer.cfg.data.batch_size * 2, shuffle=False, num_workers=trainer.cfg.data.num_workers)
-    probs, rows = trainer.predict(loader, log=log)
+    cfg = evaluator.cfg.data
+    loader = DataLoader(dataset, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=cfg.num_workers)
+    probs, rows = evaluator.predict(loader, log=log)
     if len(rows) == 0:
         raise UserError("--images: no image could be read")
     return probs, rows
-
-
-def thresholds_of(trainer, state: dict) -> np.ndarray:
-    """The checkpoint's per-class thresholds; a checkpoint written before they were recorded: chosen now on the validation split."""
-    if state.get("thresholds") is not None:
-        return np.asarray(state["thresholds"], dtype=float)
-    probs, rows = trainer.predict(trainer.eval_loaders["val"])
-    beta = 2.0 if trainer.data.class_weights is not None else 1.0
-    return best_thresholds(probs, trainer.data.val.labels[rows], beta=beta)
 
 
 def prediction_table(names: list[str], rows: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> pd.DataFrame:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig, round_length
+from ..config import RunConfig
 from ..errors import UserError
 from ..noise import UNKNOWN, noise_rates, polarity_rates, sampled_rates
 from ..registry import METHODS
+from ..rounds import RoundSchedule
 from . import baseline, coteaching, coselfie, mhss, disc  # noqa: F401  (each registers itself; this order is the listed order)
 from .base import Batch, Method, MethodInputs, Selection
 from .losses import AsymmetricLoss, masked_batch_loss
@@ -21,7 +22,7 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor, me
     spec = METHODS.get(cfg.method.name)
     if spec.needs_clean and bool((clean == UNKNOWN).any()):
         raise UserError(f"method.name: {spec.name} trains on the clean labels, which noise.mode real does not have")
-    inputs = MethodInputs(cfg, observed, clean, AsymmetricLoss.from_config(cfg.loss), epochs=round_length(cfg))
+    inputs = MethodInputs(cfg, observed, clean, AsymmetricLoss.from_config(cfg.loss), epochs=RoundSchedule.of(cfg).length)
     split = cfg.method.polarity_rates == "split" and cfg.method.granularity == "per_class_polarity"
     if spec.forgets and cfg.method.noise_rate_source == "verified":
         inputs.eps_c, inputs.eps, eps_pm = sampled_rates(cfg.method, measured, observed.device)

@@ -15,9 +15,10 @@ import math
 
 import torch
 
-from ..config import MethodConfig, default_warmup, round_length
+from ..config import MethodConfig, default_warmup
 from ..errors import UserError
 from ..registry import register_method
+from ..rounds import RoundSchedule
 from .base import Selection
 from .forgetting import ForgettingMethod
 from .history import PredictionHistory
@@ -189,7 +190,7 @@ def round_warmup(m: MethodConfig, epochs: int) -> int:
 
 def warmup_epochs(cfg) -> int:
     """The epochs of the first round's warm-up (the registry's warmup_epochs: config checks, studies)."""
-    return round_warmup(cfg.method, round_length(cfg))
+    return round_warmup(cfg.method, RoundSchedule.of(cfg).length)
 
 
 register_method(

@@ -34,3 +34,19 @@ class EvenBatches(Sampler[list[int]]):
         order = torch.randperm(self.num_samples, generator=g)
         for chunk in torch.tensor_split(order, len(self)):
             yield self.world.local_slice(chunk).tolist()
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: derive Python's and NumPy's seeds from the per-worker torch seed."""
+    import random
+
+    import numpy as np
+
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
+
+
+def loader_options(num_workers: int, device: torch.device) -> dict:
+    """The DataLoader settings every loader of a run shares (training and evaluation)."""
+    return dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=seed_worker)

@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from mhss_ray.config import default_warmup, round_starts
+from mhss_ray.config import default_warmup
+from mhss_ray.rounds import RoundSchedule
 from mhss_ray.errors import UserError
 from mhss_ray.train.checkpoint import load_checkpoint
 from mhss_ray.train.loop import Trainer
@@ -30,14 +31,14 @@ class Keep:
 
     def __call__(self, metrics, checkpoint_dir):
         self.metrics.append(metrics)
-        self.weights.append([next(iter(n.parameters())).detach().clone() for n in self.trainer.nets])
+        self.weights.append([next(iter(n.parameters())).detach().clone() for n in self.trainer.networks.nets])
         self.states.append(self.trainer.method.state_dict())
         shutil.copytree(checkpoint_dir, self.folder / f"epoch-{metrics['epoch']}")
 
 
 def test_round_arithmetic_and_refusals():
-    assert round_starts(tiny_config(**RESTART)) == [0, 3]
-    assert round_starts(tiny_config(method={"name": "mhss", "restarts": 2}, schedule={"epochs": 30})) == [0, 10, 20]
+    assert RoundSchedule.of(tiny_config(**RESTART)).starts == [0, 3]
+    assert RoundSchedule.of(tiny_config(method={"name": "mhss", "restarts": 2}, schedule={"epochs": 30})).starts == [0, 10, 20]
     assert default_warmup(5, 15) == 7  # the default warm-up is that of a round: 30 epochs, 1 restart
     with pytest.raises(UserError, match="method.restarts: 1 with method coteaching: only coselfie and mhss"):
         tiny_config(method={"name": "coteaching", "restarts": 1})
@@ -50,14 +51,14 @@ def test_round_arithmetic_and_refusals():
 def test_a_restart_renews_networks_optimiser_and_histories_keeps_the_corrections_and_resumes(tmp_path):
     cfg = tiny_config(**RESTART)
     trainer = Trainer(cfg)
-    start = [next(iter(n.parameters())).detach().clone() for n in trainer.nets]
+    start = [next(iter(n.parameters())).detach().clone() for n in trainer.networks.nets]
     keep = Keep(trainer, tmp_path / "full")
     trainer.run(keep, log=lambda _: None)
     m = keep.metrics
     assert [x["epoch"] for x in m] == [1, 2, 3, 4, 5, 6] and [x["round"] for x in m] == [0, 0, 0, 1, 1, 1]
     assert m[3]["lr"] == pytest.approx(m[0]["lr"])  # the schedule starts again
     # round 1 starts from freshly drawn weights, not round 0's and not the first draw
-    fresh = Trainer(cfg)._new_network(0, 1)
+    fresh = Trainer(cfg).networks.fresh(0, 1)
     assert not torch.equal(keep.weights[3][0], keep.weights[2][0]) and not torch.equal(next(iter(fresh.parameters())), start[0])
     # round 0's corrections are the labels round 1 starts from, and its warm-up epoch corrects nothing
     changed_0 = m[2]["labels_changed"]

@@ -69,7 +69,7 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     trainer = Trainer(cfg, method_factory=factory)
     first_two = []
     for epoch in range(2):
-        first_two.append(trainer.train_one_epoch(epoch) | trainer.evaluate())
+        first_two.append(trainer.train_one_epoch(epoch) | trainer.evaluator.evaluate())
         save_checkpoint(tmp_path / "first", trainer.state_dict(epoch))
     del trainer
     resumed = Recorder(tmp_path / "resumed")
@@ -85,8 +85,8 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
 
 def test_two_networks_start_from_different_weights():
     t = Trainer(tiny_config(), method_factory=two_networks)
-    a, b = (next(iter(n.parameters())) for n in t.nets)
-    assert len(t.nets) == 2 and not torch.equal(a, b)
+    a, b = (next(iter(n.parameters())) for n in t.networks.nets)
+    assert len(t.networks) == 2 and not torch.equal(a, b)
 
 
 def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
@@ -109,7 +109,7 @@ def test_asl_clean_learns_from_clean_labels():
 def test_non_finite_loss_stops_training_with_a_clear_error():
     t = Trainer(tiny_config())
     with torch.no_grad():
-        t.nets[0].fc.bias.fill_(float("nan"))
+        t.networks.nets[0].fc.bias.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 1"):
         t.train_one_epoch(0)
 
