@@ -139,6 +139,7 @@ def space(tmp_path, config: Path) -> Path:
         "scheduler": {"name": "fifo"},
         "search_alg": {"name": "random", "seed": 0},
         "resources": {"workers": 0, "cpus_per_worker": 1},
+        "max_failures": 0,  # a retry on the full disk would fail the same way (and take a trial's start-up)
     }
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data))
