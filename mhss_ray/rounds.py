@@ -34,16 +34,8 @@ class RoundSchedule:
         """The epochs at which the rounds begin ([0] without restarts)."""
         return [r * self.length for r in range(self.restarts + 1)]
 
-    def round_of(self, epoch: int) -> Round:
+    def by_epoch(self) -> list[Round]:
+        """The round of every epoch, in order (the loop reads it; a round begins where `epoch == round.first`)."""
         starts = self.starts
-        r = max(i for i, start in enumerate(starts) if start <= epoch)
-        end = starts[r + 1] if r + 1 < len(starts) else self.epochs
-        return Round(r, starts[r], end - starts[r])
-
-    def method_epoch(self, epoch: int) -> int:
-        """Epoch `epoch` as the method counts it: from its round's first epoch."""
-        return epoch - self.round_of(epoch).first
-
-    def restarts_at(self, epoch: int) -> bool:
-        """Whether a new round (a restart) begins at `epoch`."""
-        return epoch > 0 and epoch in self.starts
+        ends = starts[1:] + [self.epochs]
+        return [Round(r, first, end - first) for r, (first, end) in enumerate(zip(starts, ends)) for _ in range(first, end)]

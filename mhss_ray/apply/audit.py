@@ -53,7 +53,7 @@ def audit(trainer) -> pd.DataFrame:
     """The suspected label errors of the run loaded in `trainer` (Trainer with its checkpoint's state)."""
     method = trainer.method
     last = max(trainer.start_epoch - 1, 0)
-    method.begin_epoch(trainer.rounds.method_epoch(last))  # the forget rates of the last epoch trained
+    method.begin_epoch(trainer.method_epoch(last))  # the forget rates of the last epoch trained
     observed = trainer.observed
     logits = training_logits(trainer)
     probs = torch.stack([torch.sigmoid(z) for z in logits]).mean(0)

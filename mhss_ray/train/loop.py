@@ -33,7 +33,7 @@ from ..data.decode_cache import open_split_caches
 from ..errors import TrainingDiverged, UserError
 from ..methods import Batch, Method, build_method
 from ..noise import NoisyLabels, inject_noise
-from ..rounds import RoundSchedule
+from ..rounds import Round, RoundSchedule
 from .bad_images import BadImages
 from .batching import EvenBatches, loader_options
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -70,11 +70,12 @@ class Trainer:
         )
         dev = self.rt.device
         labels, clean, measured = self.noise.labels, self.noise.clean, {}
-        self.verdicts, self.review = None, {}  # noise.verified: what people said, and what it measured
+        self.verdicts, self.review, self.review_lines = None, {}, []  # noise.verified: what people said, what it measured
         if cfg.noise.verified:
-            from ..verdicts import apply_verdicts
+            from ..verdicts import apply_verdicts, review_lines
 
             self.verdicts, labels, clean, measured, self.review = apply_verdicts(cfg, self.data, labels.copy(), clean.copy())
+            self.review_lines = review_lines(self.review, len(cfg.noise.verified))  # said when the run starts
         self.observed = torch.from_numpy(labels).to(dev)
         self.clean = torch.from_numpy(clean).to(dev)  # UNKNOWN where real noise has no verified label
         self.method: Method = method_factory(cfg, self.observed, self.clean, **measured)
@@ -88,25 +89,28 @@ class Trainer:
         self.train_loader = DataLoader(train_images, batch_sampler=self.sampler, **loader_options(cfg.data.num_workers, dev))
         self.bad_images = BadImages(cfg.data.on_bad_image, announce=self.world.is_main)
         self.evaluator = Evaluator(cfg, self.data, self.networks, self.rt, self.bad_images)
-        self.rounds = RoundSchedule.of(cfg)  # one round unless method.restarts
+        self.rounds = RoundSchedule.of(cfg).by_epoch()  # each epoch's round of method.restarts (one round without)
         self._first_bad = torch.zeros((), device=dev)  # see _check_finite
-        self._new_optimizer(0)
+        self._new_optimizer(self.rounds[0])
         self.start_epoch = 0
 
     # ---------------------------------------------------------------- rounds (method.restarts)
 
-    def _new_optimizer(self, round_index: int) -> None:
+    def _new_optimizer(self, r: Round) -> None:
         """The optimiser and its schedule for one round (the whole run without restarts)."""
-        epochs = self.rounds.round_of(self.rounds.starts[round_index]).epochs
         self.optimizer = build_optimizer(self.cfg.optim, self.networks.parameters(), fused=self.rt.fused)
-        self.scheduler = build_scheduler(self.cfg.optim, self.optimizer, len(self.train_loader), epochs)
+        self.scheduler = build_scheduler(self.cfg.optim, self.optimizer, len(self.train_loader), r.epochs)
 
-    def restart(self, round_index: int) -> None:
+    def restart(self, r: Round) -> None:
         """SELFIE's restart: fresh networks and optimiser; the method keeps its corrected labels and clears its histories."""
-        self.networks.reinitialise(round_index)
-        self._new_optimizer(round_index)
+        self.networks.reinitialise(r.index)
+        self._new_optimizer(r)
         self.method.restart()
-        torch.manual_seed(self.cfg.seed + round_index)
+        torch.manual_seed(self.cfg.seed + r.index)
+
+    def method_epoch(self, epoch: int) -> int:
+        """0-based `epoch` as the method counts it: from its round's first epoch (its warm-up and ramp restart)."""
+        return epoch - self.rounds[epoch].first
 
     # ---------------------------------------------------------------- state
 
@@ -129,9 +133,9 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         try:
             self.networks.load_state_dict(state)
-            r = self.rounds.round_of(min(state["epoch"], self.cfg.schedule.epochs - 1))
+            r = self.rounds[min(state["epoch"], self.cfg.schedule.epochs - 1)]
             if r.index > 0 and state["epoch"] > r.first:  # saved inside a later round: its optimiser and schedule
-                self._new_optimizer(r.index)
+                self._new_optimizer(r)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.method.load_state_dict(state["method"])
@@ -187,7 +191,7 @@ class Trainer:
             net.train()
         self.sampler.set_epoch(epoch)
         seed_host_rngs(self.cfg.seed, epoch)
-        round_epoch = self.rounds.method_epoch(epoch)
+        round_epoch = self.method_epoch(epoch)
         self.method.begin_epoch(round_epoch)
         total_loss, steps, skipped, seen = torch.zeros((), device=self.rt.device), 0, 0, 0
         self._first_bad = torch.zeros((), device=self.rt.device)  # the first non-finite loss of the epoch, else 0
@@ -283,17 +287,17 @@ class Trainer:
         history = []
         for epoch in range(self.start_epoch, min(epochs, until) if until is not None else epochs):
             start = time.perf_counter()
-            round_index = self.rounds.round_of(epoch).index
-            if self.rounds.restarts_at(epoch):
-                self.restart(round_index)
+            r = self.rounds[epoch]
+            if r.index > 0 and epoch == r.first:
+                self.restart(r)
                 kept = sum(int((y != self.observed).sum()) for y in self.method.current_labels())
                 log(
-                    f"restart {round_index} of {self.rounds.restarts}: networks and optimiser re-initialised, histories "
+                    f"restart {r.index} of {self.cfg.method.restarts}: networks and optimiser re-initialised, histories "
                     f"cleared, {kept} corrected labels kept"
                 )
             metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}  # epochs completed, 1-based
-            if self.rounds.restarts:
-                metrics["round"] = round_index
+            if self.cfg.method.restarts:
+                metrics["round"] = r.index
             metrics.update(self.train_one_epoch(epoch, log, stop))
             if not main:  # the first worker evaluates and checkpoints; the others only train
                 report(metrics, None)
@@ -319,11 +323,8 @@ class Trainer:
             f"{self.data.num_classes} classes; noise {cfg.noise.mode}, {self.noise_summary()}; "
             f"method {cfg.method.name} on {len(self.networks)} x {cfg.model.name}, device {self.rt.device}"
         )
-        if self.review:
-            from ..verdicts import review_lines
-
-            for line in review_lines(self.review, len(cfg.noise.verified)):
-                log(line)
+        for line in self.review_lines:
+            log(line)
 
 
 @contextlib.contextmanager

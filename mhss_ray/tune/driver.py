@@ -67,7 +67,9 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
     from ..train.loop import Trainer
 
     cap_gpu_memory(spec.tune.resources.gpu_per_worker)
-    trainer = Trainer(spec.trial_config(point))
+    shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
+    cfg = spec.trial_config(point)
+    trainer = Trainer(cfg)
     log = trial_line(trial_id) if trainer.world.is_main else (lambda line: None)  # one worker speaks for the trial
     checkpoint = session.get_checkpoint()
     history: list[dict] = []  # every row this trial reported, saved with each checkpoint (checkpoint_notes)
@@ -101,7 +103,6 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
                 save_fork(study_path(spec), metrics["epoch"], checkpoint_dir)
         session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
-    shown = summary_metrics(spec, point)  # e.g. the mean of the searched per-class rates, for the live table
     if forks:
         fork_warmup(trainer, spec, report, log, trial_id)
     trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop, until=plan.epochs if prefix else None)
