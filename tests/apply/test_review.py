@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from mhss_ray.cli import audit_main, train_main
+from mhss_ray.cli import audit_main, predict_main, train_main
 from mhss_ray.train.loop import Trainer
 from tests.conftest import TINY, tiny_config
 
@@ -100,6 +100,16 @@ def test_training_on_the_verdicts_uses_them_and_measures_the_noise_and_the_audit
     for labels in trainer.method.current_labels():
         assert torch.equal(labels[rows, cols], truth)
     assert bool(trainer.method.verified[rows, cols].all()) and int(trainer.method.verified.sum()) == len(table)
+
+    # predictions need the networks and the data only: the sheets may have moved since (mhss-audit needs them: the method)
+    moved = filled.with_suffix(".moved")
+    filled.rename(moved)
+    try:
+        assert exit_code(predict_main, "--from", folder / "verified", "--images", "test", "--out", folder / "predicted.csv") == 0
+        assert exit_code(audit_main, "--from", folder / "verified", "--out", folder / "audit.csv") == 2
+        assert f"{filled}: no such file" in capsys.readouterr().err
+    finally:
+        moved.rename(filled)
 
     # a second round: the audit of the verified run lists no verified entry; both sheets train together
     assert exit_code(audit_main, "--from", folder / "verified", "--review", folder / "round2.csv", "--sample", 3) == 0

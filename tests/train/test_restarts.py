@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mhss_ray.config import default_warmup
-from mhss_ray.rounds import RoundSchedule
+from mhss_ray.rounds import Round, RoundSchedule
 from mhss_ray.errors import UserError
 from mhss_ray.train.checkpoint import load_checkpoint
 from mhss_ray.train.loop import Trainer
@@ -39,6 +39,9 @@ class Keep:
 def test_round_arithmetic_and_refusals():
     assert RoundSchedule.of(tiny_config(**RESTART)).starts == [0, 3]
     assert RoundSchedule.of(tiny_config(method={"name": "mhss", "restarts": 2}, schedule={"epochs": 30})).starts == [0, 10, 20]
+    by_epoch = RoundSchedule(7, 2).by_epoch()  # rounds of 7 // 3 = 2 epochs, the last takes the remainder
+    assert [(r.index, r.first, r.epochs) for r in by_epoch] == [(0, 0, 2)] * 2 + [(1, 2, 2)] * 2 + [(2, 4, 3)] * 3
+    assert RoundSchedule(5).by_epoch() == [Round(0, 0, 5)] * 5 and RoundSchedule(30, 1).length == 15
     assert default_warmup(5, 15) == 7  # the default warm-up is that of a round: 30 epochs, 1 restart
     with pytest.raises(UserError, match="method.restarts: 1 with method coteaching: only coselfie and mhss"):
         tiny_config(method={"name": "coteaching", "restarts": 1})
