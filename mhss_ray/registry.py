@@ -69,6 +69,7 @@ class DatasetSpec:
     weighted_metrics: bool = False  # ships official class weights: F2-CIW and F1-Normal are metrics of every run
     summary: str = ""
     params: type | None = None  # a dataclass of the plugin's own keys, read as data.<key> (as MethodSpec.params)
+    published_classes: tuple[str, ...] = ()  # the classes a published dataset always has: a plan lists them before its data is there
 
 
 S = TypeVar("S")

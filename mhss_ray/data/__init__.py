@@ -31,10 +31,8 @@ def planned_class_names(cfg: RunConfig) -> tuple[list[str], str]:
     except UserError as exc:
         if not cfg.data.root or Path(cfg.data.root).expanduser().is_dir():
             raise
-        from .fixtures import SEWER_CODES, TREESAT_GENERA, UCMERCED_CLASSES  # their published class lists
-
-        published = {"ucmerced": UCMERCED_CLASSES, "treesat": TREESAT_GENERA, "sewerml": SEWER_CODES}.get(cfg.data.name)
-        if published is None:
+        published = DATASETS.get(cfg.data.name).published_classes  # a published dataset's classes (its registry entry)
+        if not published:
             raise
         return list(published), f"warning: {exc}; the plan assumes the {len(published)} published classes of {cfg.data.name}"
 

@@ -17,27 +17,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-UCMERCED_CLASSES = [
-    "airplane", "bare-soil", "buildings", "cars", "chaparral", "court", "dock", "field", "grass",
-    "mobile-home", "pavement", "sand", "sea", "ship", "tanks", "trees", "water",
-]  # fmt: skip
-TREESAT_GENERA = [
-    "Abies",
-    "Acer",
-    "Alnus",
-    "Betula",
-    "Cleared",
-    "Fagus",
-    "Fraxinus",
-    "Larix",
-    "Picea",
-    "Pinus",
-    "Populus",
-    "Prunus",
-    "Pseudotsuga",
-    "Quercus",
-    "Tilia",
-]
+from .sewerml import CLASSES as SEWER_CODES
+from .treesat import TREESAT_GENERA
+from .ucmerced import UCMERCED_CLASSES
 
 
 def random_labels(n: int, c: int, rng: np.random.Generator, p: float = 0.25) -> np.ndarray:
@@ -99,9 +81,6 @@ def write_treesat(root: Path, n_train: int = 24, n_test: int = 8, size: int = 32
     (root / "train_filenames.lst").write_text("\n".join(train) + "\n")
     (root / "test_filenames.lst").write_text("\n".join(test) + "\n")
     return shares, train, test
-
-
-SEWER_CODES = ["RB", "OB", "PF", "DE", "FS", "IS", "RO", "IN", "AF", "BE", "FO", "GR", "PH", "PB", "OS", "OP", "OK"]
 
 
 def sewer_csv(names: list[str], labels: np.ndarray) -> str:

@@ -87,4 +87,5 @@ register_dataset(
     keys=("root", "val_fraction", "split_seed", "class_weights"),
     weighted_metrics=True,
     summary="Sewer-ML CCTV frames and their 17 defect codes (real noise)",
+    published_classes=tuple(CLASSES),
 )

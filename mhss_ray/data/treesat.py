@@ -21,6 +21,12 @@ from .folder import IMAGENET_MEAN, IMAGENET_STD, Part, carve_validation, make_bu
 from .images import ImageReader
 from .tables import require_file
 
+# the genera of the TreeSatAI release (its multi-label JSON), sorted
+TREESAT_GENERA = [
+    "Abies", "Acer", "Alnus", "Betula", "Cleared", "Fagus", "Fraxinus", "Larix", "Picea", "Pinus", "Populus", "Prunus",
+    "Pseudotsuga", "Quercus", "Tilia",
+]  # fmt: skip
+
 LABEL_FILE = "labels/TreeSatBA_v9_60m_multi_labels.json"
 IMAGES = "aerial/60m"
 SPLIT_FILES = {"train": "train_filenames.lst", "test": "test_filenames.lst"}
@@ -110,4 +116,5 @@ register_dataset(
     reads_files=True,
     keys=("root", "label_threshold", "bands", "val_fraction", "split_seed"),
     summary="TreeSatAI aerial 60 m patches (4-band TIFF) and their genus labels",
+    published_classes=tuple(TREESAT_GENERA),
 )

@@ -17,6 +17,12 @@ from .folder import IMAGENET_MEAN, IMAGENET_STD, Part, make_bundle, root_folder,
 from .images import ImageReader
 from .tables import label_matrix, read_table, require_file, file_column
 
+# the 17 labels of the UcMerced multi-label release (LandUse_Multilabeled.txt), in its column order
+UCMERCED_CLASSES = [
+    "airplane", "bare-soil", "buildings", "cars", "chaparral", "court", "dock", "field", "grass",
+    "mobile-home", "pavement", "sand", "sea", "ship", "tanks", "trees", "water",
+]  # fmt: skip
+
 LABEL_FILE = "LandUse_Multilabeled.txt"
 IMAGES = "Images"
 
@@ -56,4 +62,5 @@ register_dataset(
     reads_files=True,
     keys=("root", "split", "split_seed"),
     summary="UcMerced multi-label: Images/<scene>/*.tif and LandUse_Multilabeled.txt",
+    published_classes=tuple(UCMERCED_CLASSES),
 )
