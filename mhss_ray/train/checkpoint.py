@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -47,3 +48,14 @@ def load_checkpoint(folder: str | Path) -> dict:
     if missing:
         raise UserError(f"{path}: not a checkpoint of an mhss-ray run (no {missing[0]!r}); it cannot be resumed")
     return state
+
+
+@contextlib.contextmanager
+def fitting(what: str):
+    """Loading a checkpoint into the run built for it: one that does not fit (another model, method or
+    dataset) is one line naming `what` must fit, with torch's first line."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"checkpoint: does not fit this run's {what} ({first})") from None

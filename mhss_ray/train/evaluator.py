@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 
 from ..config import RunConfig
 from ..data import DataBundle, build_dataset
-from ..errors import UserError
 from .bad_images import BadImages
 from .batching import loader_options
+from .checkpoint import fitting
 from .metrics import best_thresholds, classification_metrics, sewer_metrics
 from .networks import Networks
 from .runtime import Runtime
@@ -41,15 +41,15 @@ class Evaluator:
         rt = Runtime.resolve(cfg.runtime)
         data = build_dataset(cfg)
         networks = Networks(cfg, len(state["networks"]), data.num_classes, data.in_chans, rt)
-        try:
+        with fitting("model or data"):
             networks.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
-            raise UserError(f"checkpoint: does not fit this run's model or data ({first})") from None
         evaluator = cls(cfg, data, networks, rt, BadImages(cfg.data.on_bad_image))
-        if state.get("thresholds") is not None:
-            evaluator.thresholds = np.array(state["thresholds"])
+        evaluator.take_thresholds(state)
         return evaluator
+
+    def take_thresholds(self, state: dict) -> None:
+        """The thresholds a checkpoint recorded (None in one written before they were)."""
+        self.thresholds = np.array(state["thresholds"]) if state.get("thresholds") is not None else None
 
     @torch.no_grad()
     def predict(self, loader: DataLoader, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:

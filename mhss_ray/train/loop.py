@@ -30,13 +30,13 @@ from torch.utils.data import DataLoader
 from ..config import RunConfig
 from ..data import DataBundle, build_dataset
 from ..data.decode_cache import open_split_caches
-from ..errors import TrainingDiverged, UserError
+from ..errors import TrainingDiverged
 from ..methods import Batch, Method, build_method
 from ..noise import NoisyLabels, inject_noise
 from ..rounds import Round, RoundSchedule
 from .bad_images import BadImages
 from .batching import EvenBatches, loader_options
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import fitting, load_checkpoint, save_checkpoint
 from .distributed import World, state_digest
 from .evaluator import Evaluator
 from .networks import Networks
@@ -131,7 +131,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        try:
+        with fitting("model, method or data"):
             self.networks.load_state_dict(state)
             r = self.rounds[min(state["epoch"], self.cfg.schedule.epochs - 1)]
             if r.index > 0 and state["epoch"] > r.first:  # saved inside a later round: its optimiser and schedule
@@ -139,10 +139,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.method.load_state_dict(state["method"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # another model, method or dataset
-            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
-            raise UserError(f"checkpoint: does not fit this run's model, method or data ({first})") from None
-        self.evaluator.thresholds = np.array(state["thresholds"]) if state.get("thresholds") is not None else None
+        self.evaluator.take_thresholds(state)
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -127,3 +127,20 @@ def test_checkpoints_go_through_one_scratch_folder_that_a_killed_run_leaves_and_
     assert [d for d, _ in seen] == [str(scratch), str(scratch)]
     assert all("left-by-a-killed-run.pt" not in names and names for _, names in seen)  # emptied, then filled
     assert not scratch.exists()  # removed once the run ends
+
+
+def test_a_checkpoint_of_another_run_is_refused_in_one_line():
+    """Loading into the trainer (resume, mhss-audit) or into an evaluator (mhss-predict): another method or EMA
+    setting, another model: one line each, never torch's traceback."""
+    from mhss_ray.errors import UserError
+    from mhss_ray.train.evaluator import Evaluator
+
+    state = Trainer(tiny_config(method={"name": "asl"})).state_dict(0)
+    with pytest.raises(UserError, match="written by a run with another method or EMA setting"):
+        Trainer(tiny_config(method={"name": "coteaching", "noise_rate_source": "oracle"})).load_state_dict(state)
+    other_model = tiny_config(method={"name": "asl"}, model={"name": "resnet10t"})
+    with pytest.raises(UserError, match=r"checkpoint: does not fit this run's model, method or data \(Error"):
+        Trainer(other_model).load_state_dict(state)
+    with pytest.raises(UserError, match=r"checkpoint: does not fit this run's model or data \(Error"):
+        Evaluator.of_checkpoint(other_model, state)
+    assert Evaluator.of_checkpoint(tiny_config(method={"name": "asl"}), state).thresholds is None  # none chosen yet
