@@ -77,8 +77,19 @@ def sets(items: list[str]) -> list[str]:
     return [a for item in items for a in ("--set", item)]
 
 
-def run(out: Path) -> None:
+MARK = "same_behaviour.json"  # in every --out this script made: it replaces files only inside such a folder
+
+
+def own_folder(out: Path) -> None:
+    """`out` new, empty, or made by this script before; anything else (a user's folder) is refused, untouched."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / MARK).is_file():
+        raise SystemExit(f"--out {out}: exists and was not written by same_behaviour.py; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).write_text(json.dumps({"written_by": "benchmarks/same_behaviour.py"}) + "\n")
+
+
+def run(out: Path) -> None:
+    own_folder(out)
     base = REPO / "benchmarks" / "base.yaml"
     for name, items in RUNS.items():
         if (out / name / "summary.json").is_file():
@@ -101,12 +112,12 @@ def run(out: Path) -> None:
     shutil.rmtree(out / "studies", ignore_errors=True)
     (out / "space.yaml").write_text(yaml.safe_dump(space))
     cli("tune_main", "--space", "space.yaml", cwd=out)
+    shutil.rmtree(out / "analysis", ignore_errors=True)  # inside this script's own folder
     analyze(out / "studies" / "space", out / "analysis")
     print(f"study and analysis in {out}", flush=True)
 
 
 def analyze(study: Path, out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)
     cli("analyze_main", study, "--out", out)
 
 
@@ -178,6 +189,8 @@ def main() -> None:
     if args.command == "run":
         run(args.out.resolve())
     elif args.command == "analyze":
+        if args.out.exists():
+            raise SystemExit(f"--out {args.out}: exists; the analysis goes to a new folder")
         analyze(args.study.resolve(), args.out.resolve())
     else:
         raise SystemExit(compare(args.before, args.after))
