@@ -135,9 +135,10 @@ def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
 
 def stop_at_exit(timeout_s: float = 120.0):
     """An event set when this process exits, which then waits (up to `timeout_s`) for the calling
-    thread to end. Tune runs an in-process trial in a daemon thread and ends the process as soon as
-    its scheduler stops the trial; a thread still inside torch when the interpreter shuts down aborts
-    with a core dump on the console. The loop ends at its next batch instead."""
+    thread to end. Tune runs an in-process trial in a daemon thread, and Ray Train a worker's loop in
+    one, and both end the process as soon as the trial stops (its scheduler, or the Train run's owner
+    gone); a thread still inside torch when the interpreter shuts down aborts with a core dump on the
+    console (SIGABRT in autograd's backward). The loop ends at its next batch instead."""
     import atexit
     import threading
 
@@ -183,7 +184,7 @@ def worker_main(loop_config: dict) -> None:
         import ray.train.torch
 
         torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" means this worker's GPU
-    train_point(loop_config["spec"], loop_config["point"], loop_config["trial_id"], ray.train)
+    train_point(loop_config["spec"], loop_config["point"], loop_config["trial_id"], ray.train, stop=stop_at_exit())
 
 
 # ----------------------------------------------------------------------------- Ray Train (workers >= 1)
