@@ -67,12 +67,11 @@ def _train(argv) -> int:
         print(describe())
         return 0
 
-    # Heavy imports after argument parsing, so --help and usage errors are instant.
+    # Heavy imports after argument parsing, so --help and usage errors are instant; timm's (seconds) after the config
     from .config import load_run_config
     from .data.decode_cache import AUTO, default_cache_dir
     from .disk_space import check_room, checkpoint_bytes
     from .outputs import check_writable
-    from .train.loop import Trainer
     from .train.run_folder import RunFolder
 
     if args.resume:
@@ -82,6 +81,8 @@ def _train(argv) -> int:
             raise UserError("--resume continues a run with the config saved in its folder; drop --config and --set")
         folder = RunFolder(args.out)
         cfg, state = folder.open_for_resume()
+        from .train.loop import Trainer
+
         trainer = Trainer(cfg)
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         if state is None:
@@ -96,6 +97,8 @@ def _train(argv) -> int:
         folder = RunFolder(args.out or Path("runs") / Path(args.config).stem)
         if cfg.data.cache_dir == AUTO:
             cfg.data.cache_dir = default_cache_dir(folder.path, cfg.data.root)
+        from .train.loop import Trainer
+
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
         check_writable(folder.path, "--out")
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from ..config import DataConfig
 from ..registry import register_dataset
@@ -83,6 +82,8 @@ def upscale(images: np.ndarray, size: int) -> torch.Tensor:
 
 
 def build(cfg: DataConfig, seed: int) -> DataBundle:
+    from sklearn.datasets import load_digits  # scikit-learn's import takes a second: only where the data is built
+
     digits = load_digits()
     base_images = digits.images.astype(np.float64)
     targets = digits.target

@@ -8,7 +8,6 @@ Strata too small to spread fall back to one shared stratum.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 def rarest_label(labels: np.ndarray) -> np.ndarray:
@@ -29,6 +28,8 @@ def _strata(labels: np.ndarray, smaller_part: int) -> np.ndarray | None:
 
 def split_rows(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
     """Row indices of each part (fractions sum to 1; a zero fraction gives an empty part), sorted."""
+    from sklearn.model_selection import train_test_split  # scikit-learn's import takes a second: only where data is split
+
     rows = np.arange(len(labels))
     parts, rest, left = [], rows, 1.0
     for i, frac in enumerate(fractions[:-1]):

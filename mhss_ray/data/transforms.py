@@ -14,8 +14,6 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import create_transform
-from torchvision.transforms import v2
 
 from ..config import DataConfig
 from ..errors import UserError
@@ -52,6 +50,8 @@ class FromBandsArray:
 
 
 def _rgb(cfg: DataConfig, mean, std, train: bool, randaugment: str | None) -> Callable:
+    from timm.data import create_transform  # timm and torchvision take seconds to import: only where a run reads images
+
     size = (3, cfg.image_size, cfg.image_size)
     if train:
         t = create_transform(
@@ -71,6 +71,8 @@ def _rgb(cfg: DataConfig, mean, std, train: bool, randaugment: str | None) -> Ca
 
 
 def _bands(cfg: DataConfig, mean, std, train: bool) -> Callable:
+    from torchvision.transforms import v2
+
     s = cfg.image_size
     head = (
         [v2.RandomResizedCrop(s, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from timm.data.auto_augment import rand_augment_transform
 from torch.utils.data import Dataset
 
 from ..errors import UserError
@@ -33,6 +32,8 @@ class UInt8RandAugment:
     """C x H x W uint8 tensor (1 or 3 channels) -> the same, through timm's RandAugment on a PIL image."""
 
     def __init__(self, spec: str, chans: int, mean: float):
+        from timm.data.auto_augment import rand_augment_transform  # timm's import takes seconds: only where a run augments
+
         fill = int(mean * 255)
         self.chans = chans
         try:
