@@ -104,16 +104,20 @@ def without_ray_sigterm(lines: list[str]) -> list[str]:
     the trial's placement group, and the raylet sends SIGTERM to the processes still in it; Ray's handler
     raises SystemExit in whatever the process's main thread runs, and where that is a weakref callback
     Python prints the exception it ignores: `Exception ignored in ... sigterm_handler ... SystemExit: 1`,
-    under the process's prefix. Any other traceback stays."""
+    under the prefix of a Ray process: the block of that process's lines around its handler, however
+    other processes' lines interleave. Any other traceback stays, the driver's own included."""
     drop: set[int] = set()
     for i, line in enumerate(lines):
-        if "in sigterm_handler" not in line:
+        if "in sigterm_handler" not in line or not line.startswith("\x1b[36m("):
             continue
-        prefix = line.split(")", 1)[0] + ")" if line.startswith("\x1b[36m(") else ""
-        first = next((j for j in range(i, -1, -1) if lines[j].startswith(prefix) and "Exception ignored in" in lines[j]), None)
-        last = next((j for j in range(i, len(lines)) if lines[j].startswith(prefix) and "SystemExit" in lines[j]), None)
+        prefix = line.split(")", 1)[0] + ")"
+        own = [j for j, other in enumerate(lines) if other.startswith(prefix)]  # this process's lines
+        k = own.index(i)
+        before, after = own[max(k - 8, 0) : k + 1], own[k : k + 8]  # the block is 7 lines
+        first = next((j for j in reversed(before) if "Exception ignored in" in lines[j]), None)
+        last = next((j for j in after if "SystemExit" in lines[j]), None)
         if first is not None and last is not None:
-            drop.update(j for j in range(first, last + 1) if lines[j].startswith(prefix))
+            drop.update(j for j in own if first <= j <= last)
     return [line for j, line in enumerate(lines) if j not in drop]
 
 
