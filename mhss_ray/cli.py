@@ -375,5 +375,47 @@ def predict_main(argv=None) -> int:
     sys.exit(_run_cli("mhss-predict", _predict, argv, clean_on_sigterm=True))
 
 
+def _pretrain(argv) -> int:
+    from .pretrain.spec import PretrainSpec  # light: no torch before the arguments are checked
+
+    d = PretrainSpec()
+    parser = argparse.ArgumentParser(
+        prog="mhss-pretrain",
+        description="A pretrained start without a hub: train a timm network on formula-driven images (random Bezier glyphs) and write "
+        "a file that model.pretrained_path loads. Deterministic and cached: the same arguments find the same file.",
+    )
+    parser.add_argument("--model", default=d.model, help="timm model name (default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help="px, the size the runs train at (default %(default)s)")
+    parser.add_argument(
+        "--in-chans", type=int, default=d.in_chans, choices=[1, 3], help="channels of the runs' images (default %(default)s)"
+    )
+    parser.add_argument("--categories", type=int, default=d.categories, help="glyph categories (default %(default)s)")
+    parser.add_argument("--images", type=int, default=d.images, help="training images (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    parser.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default="runs/pretrained", help="the folder of the weights files (default %(default)s)")
+    args = parser.parse_args(argv)
+    for key in ("image_size", "categories", "images", "epochs"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be at least 1")
+    spec = PretrainSpec(
+        args.model, args.image_size, args.in_chans, args.categories, args.images, args.epochs, d.batch_size, d.lr, args.seed
+    )
+    if spec.images < spec.batch_size:
+        raise UserError(f"--images: {spec.images} is fewer than one batch of {spec.batch_size}")
+    from .outputs import check_writable
+    from .pretrain.command import pretrain
+
+    check_writable(Path(args.out), "--out")
+    path = pretrain(spec, args.out, threads=args.threads, log=lambda line: print(line, flush=True))
+    print(f"use it with: --set model.name={spec.model} --set model.pretrained_path={path}")
+    return 0
+
+
+def pretrain_main(argv=None) -> int:
+    sys.exit(_run_cli("mhss-pretrain", _pretrain, argv))
+
+
 if __name__ == "__main__":
     train_main()

@@ -22,6 +22,7 @@ RANKS = {
     "verdicts": 4,
     "data": 5,
     "methods": 5,
+    "pretrain": 5,
     "train": 6,
     "tune": 7,
     "analysis": 7,
