@@ -133,6 +133,12 @@ class MethodConfig:
     # while it estimates, each of the two networks leaves out its own share of the training images, so that the
     # estimate reads predictions on images that network did not learn (0: in-sample, which memorisation biases low)
     noise_rate_holdout: float = num(0.2, 0.0, 0.5)
+    # when Co-teaching, CoSELFIE and MHSS start to select (docs/methods.md, "The onset"). clock: the paper's fixed
+    # epochs (method.warmup, else max(q + ceil(E/10), ceil(E/3)); Co-teaching ramps in from its first epoch over
+    # t_k). plateau: once the mAP the second network reaches on the images it holds out (noise_rate_holdout; the
+    # first learns them all), against their observed labels, has not risen for onset_patience epochs; then at full rate
+    onset: Literal["clock", "plateau"] = "clock"
+    onset_patience: int = num(2, 1, 1000)
     noise_rates: Optional[list[float]] = None  # given eps_c, one per class
     noise_rate: Optional[float] = num(None, 0.0, 1.0)  # given global eps; default: mean of the eps_c
     # revision 2: per_class_polarity forgets tau_c+ = alpha * eps_c+ of the observed positives and tau_c- of
@@ -484,6 +490,16 @@ def _check_run(cfg: RunConfig) -> None:
             f"method.noise_rate_source: estimated: {m.name} cannot estimate its noise rates (its registry entry does not "
             "say estimates_rates); give method.noise_rates, or use oracle or verified"
         )
+    if spec.forgets and m.onset == "plateau":
+        if m.noise_rate_holdout <= 0:
+            raise UserError(
+                "method.onset: plateau watches the images each network holds out, and method.noise_rate_holdout is 0 "
+                "(give it a share, 0.2 by default, or use method.onset: clock)"
+            )
+        if m.restarts:
+            raise UserError(f"method.onset: plateau with method.restarts {m.restarts}: a restart's round has no onset rule yet (use clock)")
+        if m.warmup is not None:
+            raise UserError("method.warmup: a fixed warm-up and method.onset: plateau exclude each other (drop one)")
     if m.noise_rate_source == "verified" and not cfg.noise.verified:
         raise UserError(
             "method.noise_rate_source: verified measures the rates on the random sample of noise.verified, which is not set "

@@ -92,6 +92,14 @@ class Method:
             total = total + masked_batch_loss(self.loss_fn(z, s.targets), s.mask)
         return total
 
+    def heldout_rows(self) -> list[torch.Tensor] | None:
+        """Per network, the training rows whose plain-view logits it wants after this epoch (None: none); the
+        trainer hands them over through `take_heldout` before `end_epoch` (the onset's held-out folds)."""
+        return None
+
+    def take_heldout(self, k: int, indices: torch.Tensor, logits: torch.Tensor) -> None:
+        """Network k's eval-mode logits on the plain views of the training rows `indices`."""
+
     def current_labels(self) -> list[torch.Tensor]:
         """The N x C labels each network's peer learns with now (for the residual noise)."""
         return [self.observed]

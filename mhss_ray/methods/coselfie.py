@@ -36,6 +36,9 @@ class CoSELFIE(ForgettingMethod):
         self.predict = PredictedLabel(self.cfg.history_threshold, self.loss_fn, self.observed)
         self.changed = [torch.zeros(c, dtype=torch.long, device=dev) for _ in range(2)]  # per column, now
 
+    def clock_onset(self) -> int:
+        return self.warmup
+
     def estimate_until(self) -> int:
         return max(self.warmup - 1, 0)  # the selection starts after the warm-up: estimates refresh until then
 
@@ -86,7 +89,7 @@ class CoSELFIE(ForgettingMethod):
         for history, z in zip(self.histories, logits):
             history.record(indices, self.predict(z.detach()))
         old = [t.get(indices) for t in self.tables]
-        if self.epoch < self.warmup:  # all entries, no selection, no correction
+        if not self.selecting():  # the warm-up: all entries, no selection, no correction
             return [Selection(old[0]), Selection(old[1])]
 
         # S_k is ranked on the labels before this batch's corrections; only entries it rejects are refurbished
@@ -147,11 +150,12 @@ class PredictedLabel:
 
 KEYS = (
     "alpha", "t_k", "noise_rate_source", "noise_rate_estimator", "noise_rate_refresh", "noise_rates", "noise_rate", "polarity_rates",
-    "omission_share", "granularity", "q", "history_threshold", "theta", "warmup", "correction_budget", "restarts",
+    "omission_share", "granularity", "q", "history_threshold", "theta", "warmup", "correction_budget", "restarts", "noise_rate_holdout",
+    "onset", "onset_patience",
 )  # fmt: skip
 LABELS = {"method.alpha": "α", "method.theta": "θ", "method.warmup": "warm-up"}
 # while estimating, the held-out folds change what the networks learn; restarts change the rounds' schedules
-WARMUP_READS = ("noise_rate_source", "noise_rate_holdout", "noise_rate_refresh", "restarts")
+WARMUP_READS = ("noise_rate_source", "noise_rate_holdout", "noise_rate_refresh", "restarts", "onset", "onset_patience")
 # read only once the selection starts (the histories, the label tables and the estimate do not depend on them)
 AFTER_WARMUP = (
     "alpha", "t_k", "theta", "noise_rates", "noise_rate", "granularity", "polarity_rates", "omission_share", "correction_budget", "warmup",

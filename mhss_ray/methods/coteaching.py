@@ -25,7 +25,7 @@ register_method(
     "coteaching", num_networks=2, forgets=True, estimates_rates=True,
     keys=(
         "alpha", "t_k", "noise_rate_source", "noise_rate_estimator", "noise_rate_refresh", "noise_rates", "noise_rate", "polarity_rates",
-        "omission_share", "granularity",
+        "omission_share", "granularity", "noise_rate_holdout", "onset", "onset_patience",
     ),
     labels={"method.alpha": "α"},
     summary="two networks, label-level small-loss selection, cross update (section 4)",

@@ -13,6 +13,13 @@ Estimates refresh after every epoch until the method selects (the last epoch of 
 Co-teaching's ramp), and then stay, the folds rejoining the training; with `method.noise_rate_refresh:
 every_epoch` they refresh after every epoch and the folds stay out all run. Until the first estimate the
 rates are 0 (nothing is forgotten; every method keeps all entries in its first epoch anyway).
+
+With `method.onset: plateau` the fold also tells when the method starts: only the second network holds one
+out (the first, whose predictions are evaluated, learns every image), until the onset is found
+(`last_refresh` None until then); the probabilities are the network's on the plain images of its fold after
+the epoch (eval mode, `take`), not the augmented views it trained on: the onset reads their mAP against the
+observed labels, and the estimate reads them too. Without estimated rates (`estimating` False) the fold
+serves the onset alone.
 """
 
 from __future__ import annotations
@@ -24,21 +31,36 @@ from ..noise import ESTIMATORS, entry_rates
 
 
 class EstimatedRates:
-    def __init__(self, cfg: MethodConfig, observed: torch.Tensor, last_refresh: int, seed: int = 0, networks: int = 2, shift: float = 0.0):
+    def __init__(
+        self,
+        cfg: MethodConfig,
+        observed: torch.Tensor,
+        last_refresh: int | None,
+        seed: int = 0,
+        networks: int = 2,
+        shift: float = 0.0,
+        estimating: bool = True,
+    ):
         self.observed = observed
         self.shift = shift  # logit(p*): the recorded probabilities are sigmoid(z - shift), 0.5 where ASL's two losses are equal
         self.estimator = ESTIMATORS[cfg.noise_rate_estimator]
-        self.every_epoch = cfg.noise_rate_refresh == "every_epoch"
-        self.last_refresh = last_refresh  # 0-based epoch after which the estimates stay (without every_epoch)
+        self.estimating = estimating
+        self.every_epoch = cfg.noise_rate_refresh == "every_epoch" and estimating
+        self.plain_views = cfg.onset == "plateau"  # probabilities from the eval pass over each fold (take), not training
+        # 0-based epoch after which the estimates stay and the folds rejoin (without every_epoch); None: not known yet
+        self.last_refresh = last_refresh
         n = observed.shape[0]
         # fold[i]: the network that leaves image i out while estimating (-1: none); in-sample: every network records every image
         self.fold = torch.full((n,), -1, dtype=torch.long, device=observed.device)
         share = cfg.noise_rate_holdout
+        self.networks = networks
         if share > 0:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).to(observed.device)
             size = int(round(share * n))
-            for k in range(networks):
-                self.fold[order[k * size : (k + 1) * size]] = k
+            # on a plateau only the last network holds out: the first, the one evaluated, learns every image (both
+            # holding out cost its test mAP 4 points at 1,000 images, docs/methods.md)
+            for slot, k in enumerate([networks - 1] if self.plain_views else range(networks)):
+                self.fold[order[slot * size : (slot + 1) * size]] = k
         self.has_folds = share > 0 and n > 0  # a Python bool: the training step never waits on the device for it
         self.probs = torch.zeros(observed.shape, dtype=torch.float16, device=observed.device)
         self.polarity: torch.Tensor | None = None  # 2 x C once estimated: wrong share of observed negatives, positives
@@ -46,7 +68,32 @@ class EstimatedRates:
 
     @property
     def holding_out(self) -> bool:
-        return self.has_folds and (self.every_epoch or self.epoch <= self.last_refresh)
+        return self.has_folds and (self.every_epoch or self.last_refresh is None or self.epoch <= self.last_refresh)
+
+    def heldout_rows(self) -> list[torch.Tensor] | None:
+        """Per network, the training rows of its fold whose plain-view predictions it wants after this epoch."""
+        if not (self.plain_views and self.holding_out):
+            return None
+        return [torch.nonzero(self.fold == k).flatten() for k in range(self.networks)]
+
+    def take(self, k: int, indices: torch.Tensor, logits: torch.Tensor) -> None:
+        """Network k's logits on the plain views of its fold's images `indices` (the eval pass after an epoch)."""
+        self.probs[indices] = torch.sigmoid(logits.float() - self.shift).to(self.probs.dtype)
+
+    def fold_scores(self) -> list[float]:
+        """Each network's mAP on its fold against the observed labels, from the latest probabilities (columns with
+        both polarities in the fold). What a user has, without clean labels: it stops rising when memorisation starts."""
+        from sklearn.metrics import average_precision_score
+
+        out = []
+        for k in range(self.networks):
+            rows = self.fold == k
+            if not bool(rows.any()):  # a network that holds nothing out (on a plateau, the first)
+                continue
+            y, p = self.observed[rows].cpu().numpy(), self.probs[rows].float().cpu().numpy()
+            cols = [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+            out.append(100.0 * sum(average_precision_score(y[:, c], p[:, c]) for c in cols) / max(len(cols), 1))
+        return out
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -66,6 +113,8 @@ class EstimatedRates:
         return selections
 
     def record(self, indices: torch.Tensor, logits: list[torch.Tensor]) -> None:
+        if self.plain_views:  # the eval pass after the epoch records them (take)
+            return
         probs = [torch.sigmoid(z.detach().float() - self.shift) for z in logits]
         fold = self.fold[indices]
         if not self.has_folds:  # in-sample: the networks' mean on every image
@@ -77,7 +126,7 @@ class EstimatedRates:
 
     def refresh(self, epoch: int) -> bool:
         """After epoch `epoch` (0-based): estimate again if it is time; True when the rates changed."""
-        if epoch > self.last_refresh and not self.every_epoch:
+        if not self.estimating or (self.last_refresh is not None and epoch > self.last_refresh and not self.every_epoch):
             return False
         self.polarity = self.estimate(self.estimator)
         return True
@@ -99,11 +148,14 @@ class EstimatedRates:
         return {"noise_rate_hat": [float(x) for x in entry_rates(self.observed, self.polarity)]}
 
     def state_dict(self) -> dict:
-        return {"probs": self.probs.cpu(), "polarity": None if self.polarity is None else self.polarity.cpu()}
+        state = {"probs": self.probs.cpu(), "polarity": None if self.polarity is None else self.polarity.cpu()}
+        return {**state, "last_refresh": self.last_refresh} if self.plain_views else state
 
     def load_state_dict(self, state: dict) -> None:
         self.probs.copy_(state["probs"])
         self.polarity = None if state["polarity"] is None else state["polarity"].to(self.observed.device)
+        if self.plain_views:
+            self.last_refresh = state["last_refresh"]
 
 
 class RateEstimation:
@@ -123,6 +175,12 @@ class RateEstimation:
         super().begin_epoch(epoch)
         if self.estimated is not None:
             self.estimated.begin_epoch(epoch)
+
+    def heldout_rows(self) -> list[torch.Tensor] | None:
+        return self.estimated.heldout_rows() if self.estimated is not None else None
+
+    def take_heldout(self, k: int, indices: torch.Tensor, logits: torch.Tensor) -> None:
+        self.estimated.take(k, indices, logits)
 
     def end_epoch(self, epoch: int) -> dict:
         if self.estimated is not None and self.estimated.refresh(epoch):

@@ -1,10 +1,12 @@
 """The base of the forgetting methods (Co-teaching, CoSELFIE, MHSS; METHODS.md sections 2-4): two networks, each
 forgetting the largest-loss share tau = alpha * eps of every column, ramped in over t_k epochs.
 
-It owns the noise rates (given, the oracle's, verified or estimated from the networks: methods/estimated.py)
-and the forget rates they make; a subclass adds its own state (`prepare`), says until when an estimate
-refreshes (`estimate_until`), what the rates multiply (`forget_base`: MHSS's class-dependent rates) and
-how it selects (`_select`)."""
+It owns the noise rates (given, the oracle's, verified or estimated from the networks: methods/estimated.py),
+the forget rates they make, and the onset (`method.onset`): on the clock, the epoch its subclass names
+(`clock_onset`: CoSELFIE's warm-up, Co-teaching's first epoch with its ramp); on a plateau, the epoch after
+the held-out folds' mAP stopped rising (onset.py), from which it forgets at full rate. A subclass adds its own
+state (`prepare`), says until when an estimate refreshes on the clock (`estimate_until`), what the rates
+multiply (`forget_base`: MHSS's class-dependent rates) and how it selects (`_select`, once `selecting()`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 from ..config import MethodConfig
 from .base import Method, MethodInputs
 from .estimated import EstimatedRates, RateEstimation
+from .onset import PlateauOnset
 from .selection import RejectsSmallLoss, forget_rates
 
 
@@ -27,9 +30,14 @@ class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
         self.split = eps_pm is not None  # per-polarity rates (polarity_rates: split)
         self.prepare(epochs)
         self.set_rates(eps_c, eps, eps_pm)
+        self.plateau = PlateauOnset(cfg.onset_patience) if cfg.onset == "plateau" else None
+        self.onset: int | None = None if self.plateau is not None else self.clock_onset()  # the first selecting epoch, 0-based
+        estimating = cfg.noise_rate_source == "estimated"
         self.estimated = (
-            EstimatedRates(cfg, observed, self.estimate_until(), seed, shift=loss_fn.positive_logit())
-            if cfg.noise_rate_source == "estimated"
+            EstimatedRates(
+                cfg, observed, None if self.plateau else self.estimate_until(), seed, shift=loss_fn.positive_logit(), estimating=estimating
+            )
+            if estimating or self.plateau is not None
             else None
         )
 
@@ -41,6 +49,13 @@ class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
 
     def prepare(self, epochs: int) -> None:
         """The method's own state, made before its rates are set (`epochs`: of a round of method.restarts)."""
+
+    def clock_onset(self) -> int:
+        """The first epoch (0-based) that selects on the clock: Co-teaching's, whose forget rate ramps in over t_k."""
+        return 0
+
+    def selecting(self) -> bool:
+        return self.onset is not None and self.epoch >= self.onset
 
     def estimate_until(self) -> int:
         """The last epoch (0-based) whose end refreshes an estimate: the ramp reaches full forgetting at t_k."""
@@ -57,4 +72,29 @@ class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
         return torch.full_like(eps_c, eps)
 
     def tau(self) -> torch.Tensor:
+        if self.plateau is not None:  # nothing before the onset, everything from it: the ramp's wait is the onset's
+            return forget_rates(self.eps, self.cfg.alpha * self.selecting(), self.epoch, 0)
         return forget_rates(self.eps, self.cfg.alpha, self.epoch, self.cfg.t_k)
+
+    def end_epoch(self, epoch: int) -> dict:
+        """On a plateau: the folds' mAP of this epoch, and the onset once it stops rising (the estimate, if any, is
+        made now for the last time and the folds rejoin)."""
+        found = {}
+        if self.plateau is not None and self.onset is None:
+            scores = self.estimated.fold_scores()
+            found["heldout_mAP"] = sum(scores) / len(scores)
+            if self.plateau.update(found["heldout_mAP"]):
+                self.onset = epoch + 1
+                self.estimated.last_refresh = epoch
+                found["onset"] = self.onset
+        return {**super().end_epoch(epoch), **found}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        return state if self.plateau is None else {**state, "onset": self.onset, "plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.plateau is not None:
+            self.onset = state["onset"]
+            self.plateau.load_state_dict(state["plateau"])
+        super().load_state_dict(state)

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..config import RunConfig
 from ..data import DataBundle, build_dataset
@@ -223,6 +223,7 @@ class Trainer:
         }
         if self.cfg.data.on_bad_image == "skip":
             stats["skipped_images"] = skipped
+        self._predict_heldout()
         for key, value in self.method.end_epoch(round_epoch).items():
             if isinstance(value, list):  # one value per class: named by the dataset's classes
                 stats.update({f"{key}_{name}": v for name, v in zip(self.data.class_names, value)})
@@ -234,6 +235,29 @@ class Trainer:
                 raise RuntimeError(f"method state differs across the {self.world.size} workers after epoch {epoch + 1}")
             stats["method_state_digest"] = digest
         return stats
+
+    @torch.no_grad()
+    def _predict_heldout(self) -> None:
+        """The method's held-out rows (method.onset: plateau), each network on the plain views of its own, in eval mode."""
+        rows = self.method.heldout_rows()
+        if not rows:
+            return
+        plain = self.data.train.images.evaluation_view()
+        for k, idx in enumerate(rows):
+            net = self.networks.nets[k]
+            net.eval()
+            loader = DataLoader(
+                Subset(plain, idx.cpu().tolist()),
+                batch_size=2 * self.cfg.data.batch_size,
+                **loader_options(self.cfg.data.num_workers, self.rt.device),
+            )
+            for images, indices in loader:
+                images, indices, _ = self.bad_images.drop(loader.dataset, images, indices)
+                if len(indices):
+                    with self.rt.autocast():
+                        logits = net(self.rt.to_device(images))
+                    self.method.take_heldout(k, indices.to(self.rt.device), logits.float())
+            net.train()
 
     def _progress_line(self, epoch: int, steps: int, seen: int, seconds: float) -> str:
         """`epoch 3/30: 1200/9000 batches, 1150 images/s, 1620 s left` (every worker trains its share at the same pace)."""

@@ -63,6 +63,8 @@ def plan_warmup(share: str, base: dict, base_cfg: RunConfig, dims: list[Dimensio
     spec = METHODS.get(base_cfg.method.name)
     if spec.warmup_epochs is None or not spec.after_warmup_keys:
         return None, f"shared warm-up: none ({base_cfg.method.name} has no warm-up that trials share)"
+    if getattr(base_cfg.method, "onset", "clock") == "plateau":
+        return None, "shared warm-up: none (method.onset: plateau finds each trial's onset while it trains)"
     after = {f"method.{k}" for k in spec.after_warmup_keys}
     acting = sorted({d.key.split("[")[0] for d in dims} - after)
     if acting:

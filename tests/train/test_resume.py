@@ -56,8 +56,12 @@ def two_networks(cfg, observed, clean):
             {"method": {"name": "coteaching", "noise_rate_source": "estimated", "noise_rate_refresh": "every_epoch", "t_k": 1}},
             build_method,
         ),
+        (
+            {"method": {"name": "mhss", "q": 1, "onset": "plateau", "onset_patience": 1, "noise_rate_source": "estimated"}},
+            build_method,
+        ),
     ],
-    ids=["plain", "ema-cosine", "two-networks", "mhss", "disc", "coteaching-estimated"],
+    ids=["plain", "ema-cosine", "two-networks", "mhss", "disc", "coteaching-estimated", "mhss-plateau"],
 )
 def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     cfg = tiny_config(**overrides)
@@ -77,7 +81,7 @@ def test_resume_gives_the_same_next_epoch_metrics(tmp_path, overrides, factory):
     trainer.load_state_dict(load_checkpoint(tmp_path / "first"))
     trainer.run(resumed, log=lambda _: None)
     assert [m["epoch"] for m in resumed.metrics] == [3]
-    for key in [*KEYS, *(k for k in full.metrics[2] if k.startswith("noise_rate_hat_"))]:
+    for key in [*KEYS, *(k for k in full.metrics[2] if k.startswith("noise_rate_hat_") or k in ("heldout_mAP", "onset"))]:
         assert math.isclose(resumed.metrics[0][key], full.metrics[2][key], rel_tol=1e-6, abs_tol=1e-9), key
     for key in ("train_loss", "test_mAP"):
         assert math.isclose(first_two[1][key], full.metrics[1][key], rel_tol=1e-6), key
