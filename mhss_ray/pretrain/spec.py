@@ -17,7 +17,7 @@ class PretrainSpec:
     in_chans: int = 1
     categories: int = 32
     images: int = 12_000
-    epochs: int = 16
+    epochs: int = 8
     batch_size: int = 32  # small batches: many steps for the few images a CPU trains in minutes
     lr: float = 1e-3
     seed: int = 0
