@@ -331,6 +331,12 @@ class Trainer:
                 f"epoch {epoch + 1}/{epochs}  loss {metrics['train_loss']:.4f}  val mAP {metrics['val_mAP']:.2f}  "
                 f"test mAP {metrics['test_mAP']:.2f}  {metrics['images_per_s']:.0f} img/s  {metrics['epoch_seconds']:.1f} s"
             )
+            if "onset" in metrics:  # method.onset: plateau
+                patience = self.cfg.method.onset_patience
+                log(
+                    f"onset: the held-out images' mAP has not risen for {patience} epoch{'s' if patience > 1 else ''}; "
+                    f"{self.cfg.method.name} selects from epoch {epoch + 2} on"
+                )
             with _scratch_folder(scratch) as ckpt_dir:
                 save_checkpoint(ckpt_dir, self.state_dict(epoch))
                 report(metrics, ckpt_dir)

@@ -83,3 +83,24 @@ def test_the_onset_and_the_scores_survive_a_checkpoint():
 def test_settings_the_plateau_cannot_follow_are_one_line(method, message):
     with pytest.raises(UserError, match=message):
         tiny_config(method={"name": "mhss", "onset": "plateau", **method}, schedule={"epochs": 30})
+
+
+def test_mhss_train_at_the_onset_reports_the_folds_score_until_then_and_says_when(tiny_yaml, tmp_path, capsys):
+    import json
+
+    from mhss_ray.cli import train_main
+
+    sets = ["method.name=mhss", "method.onset=plateau", "method.onset_patience=1", "method.q=1", "noise.mode=complex", "schedule.epochs=5"]
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--config", str(tiny_yaml), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))])
+    assert exit_.value.code == 0
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    scored = [m["epoch"] for m in history if "heldout_mAP" in m]
+    onsets = [m for m in history if "onset" in m]
+    assert scored == list(range(1, len(scored) + 1)) and len(onsets) <= 1  # every epoch until the onset, then none
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("onset: ")]
+    if onsets:
+        assert scored[-1] == onsets[0]["epoch"] and onsets[0]["onset"] == onsets[0]["epoch"]
+        assert said == [f"onset: the held-out images' mAP has not risen for 1 epoch; mhss selects from epoch {onsets[0]['epoch'] + 1} on"]
+    else:
+        assert scored == [1, 2, 3, 4, 5] and said == []
