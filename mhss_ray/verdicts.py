@@ -31,7 +31,7 @@ SHEET_COLUMNS = (
     "dataset", "split", "image", "row", "class", "observed", "proposed", "suspect", "suspect_rank", "random_sample",
     "confidence", "verdict",
 )  # fmt: skip
-REQUIRED = ("dataset", "split", "row", "class", "observed", "random_sample", "suspect", "verdict")
+REQUIRED = ("dataset", "split", "image", "row", "class", "observed", "random_sample", "suspect", "verdict")
 
 
 def split_fingerprint(data) -> str:
@@ -46,6 +46,21 @@ def split_fingerprint(data) -> str:
         h.update(np.ascontiguousarray(images.images.numpy()).tobytes())
     h.update(np.ascontiguousarray(data.train.labels).tobytes())
     return f"train-{h.hexdigest()[:12]}"
+
+
+def image_names(data):
+    """Row -> the name a sheet gives its training image: the file's path relative to the dataset folder (a
+    sheet survives the dataset moving), or for an in-memory dataset a digest of the image's pixels."""
+    images = data.train.images
+    if hasattr(images, "names"):
+        return lambda r: str(images.names[r].as_py())
+    return lambda r: "pixels-" + hashlib.sha1(np.ascontiguousarray(images.images[r].numpy()).tobytes()).hexdigest()[:12]
+
+
+def same_image(written: str, name: str) -> bool:
+    """The sheet's image is the row's: as written, or an absolute path (older sheets) that ends with its name."""
+    written = written.strip().replace("\\", "/")
+    return written == name or (written.startswith("/") and written.endswith("/" + name.lstrip("/")))
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -122,8 +137,11 @@ def _flag(value: str, where: str, column: str) -> bool:
     raise UserError(f"{where}: {column} must be yes or no, got {value!r}")
 
 
-def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names: list[str], observed: np.ndarray) -> Verdicts:
-    """Every sheet of `noise.verified`, checked against the training split it must belong to."""
+def read_verdicts(
+    paths: list[str], dataset: str, fingerprint: str, class_names: list[str], observed: np.ndarray, image_name=None
+) -> Verdicts:
+    """Every sheet of `noise.verified`, checked against the training split it must belong to; `image_name`
+    (row -> name, image_names) checks that each row's image is the one the sheet names."""
     import pandas as pd
 
     classes = {name: i for i, name in enumerate(class_names)}
@@ -162,6 +180,12 @@ def read_verdicts(paths: list[str], dataset: str, fingerprint: str, class_names:
                 raise UserError(f"{where}: row must be a whole number, got {rec['row']!r}") from None
             if not 0 <= r < n:
                 raise UserError(f"{where}: row {r} is not an image of the training split (0-{n - 1})")
+            if image_name is not None and not same_image(rec["image"], image_name(r)):
+                # a row shifted by a sort or edited by hand: the row number alone would flip another image's label
+                raise UserError(
+                    f"{where}: image {rec['image']!r} is not row {r}'s training image ({image_name(r)}); "
+                    "the sheet was sorted or edited (keep each row's image and row number together)"
+                )
             if rec["class"] not in classes:
                 raise UserError(f"{where}: unknown class {rec['class']!r} (the classes are {', '.join(class_names)})")
             k = classes[rec["class"]]
@@ -209,7 +233,7 @@ def apply_verdicts(cfg, data, labels: np.ndarray, clean: np.ndarray) -> tuple[Ve
     written in, the clean labels (under real noise the random sample's entries become known), the build_method
     keywords (the sample's rates, for noise_rate_source verified), what it measured for the summary)."""
     names = data.class_names
-    v = read_verdicts(cfg.noise.verified, cfg.data.name, split_fingerprint(data), names, labels)
+    v = read_verdicts(cfg.noise.verified, cfg.data.name, split_fingerprint(data), names, labels, image_names(data))
     changed = v.apply(labels)
     if cfg.noise.mode == "real":
         clean[v.rows[v.sample], v.cols[v.sample]] = v.labels[v.sample]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..verdicts import SHEET_COLUMNS, split_fingerprint
+from ..verdicts import SHEET_COLUMNS, image_names, split_fingerprint
 
 
 def review_sheet(trainer, suspects: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
@@ -18,8 +18,7 @@ def review_sheet(trainer, suspects: pd.DataFrame, sample: int, seed: int) -> pd.
         raise UserError(f"--sample: expected 0 to {n} (the training images), got {sample}")
     names = trainer.data.class_names
     observed = trainer.observed.cpu().numpy()
-    images = trainer.data.train.images
-    image_name = (lambda r: images.path(r)) if hasattr(images, "path") else (lambda r: None)  # in memory: the row says it
+    image_name = image_names(trainer.data)  # relative to the dataset folder: the sheet survives a move
     drawn = np.sort(np.random.default_rng([seed, 31]).choice(n, size=sample, replace=False)) if sample else np.array([], int)
     in_sample = set(drawn.tolist())
     rows = []
