@@ -21,7 +21,7 @@ from ..study_record import SHARED_ROW
 from .cluster import study_path
 from .console import summary_metrics, trial_line
 from .space import BASELINE_KEY, StudySpec
-from .warmup_share import PREFIX_KEY, load_fork, save_fork
+from .warmup_share import PREFIX_KEY, fork_identity, load_fork, save_fork
 
 # A Train run whose workers wait for a slot on a busy cluster must not give up after Ray's default
 # 60 s: trials queue for resources, as Tune's own trials do.
@@ -100,7 +100,7 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
                 check_storage_room(local_storage, os.path.getsize(os.path.join(checkpoint_dir, CHECKPOINT_FILE)))
             write_reported(checkpoint_dir, history)
             if prefix and metrics["epoch"] in plan.forks:
-                save_fork(study_path(spec), metrics["epoch"], checkpoint_dir)
+                save_fork(study_path(spec), metrics["epoch"], checkpoint_dir, fork_identity(spec))
         session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
     if forks:
@@ -119,7 +119,7 @@ def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
     epoch = METHODS.get(trainer.cfg.method.name).warmup_epochs(trainer.cfg)
     folder = _scratch(trial_id)
     shutil.rmtree(folder, ignore_errors=True)  # what a killed run left
-    load_fork(study_path(spec), epoch, folder)
+    load_fork(study_path(spec), epoch, folder, fork_identity(spec))  # refused when damaged or foreign
     state = load_checkpoint(folder)
     rows = [r for r in read_reported(folder) if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
     trainer.load_state_dict(state)

@@ -22,7 +22,7 @@ from .nodes import check_nodes_hold_inputs
 from .prebuild import check_cache_here, prebuild_decode_cache
 from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
-from .warmup_share import FOLDER as PREFIX_FOLDER, fork_ready
+from .warmup_share import FOLDER as PREFIX_FOLDER, DAMAGED, discard_forks, fork_identity, fork_problem, fork_uri
 
 
 def _trainable(spec: StudySpec):
@@ -96,6 +96,15 @@ def build_tuner(spec: StudySpec):
     )
 
 
+def damaged_fork(results) -> str | None:
+    """The line of a trial refused because its shared warm-up fork was damaged (warmup_share.load_fork)."""
+    for result in results:
+        for line in str(result.error or "").splitlines():
+            if DAMAGED in line:  # the traceback's last line: "...UserError: <the line>"
+                return line.split("UserError: ", 1)[-1].strip()
+    return None
+
+
 def prefix_path(spec: StudySpec) -> str:
     return f"{study_path(spec)}/{PREFIX_FOLDER}"
 
@@ -108,8 +117,15 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
 
     plan = spec.warmup_plan
     study = study_path(spec)
-    if all(fork_ready(study, e) for e in plan.forks):
+    identity = fork_identity(spec)
+    problems = {e: fork_problem(study, e, identity) for e in plan.forks}
+    if all(p is None for p in problems.values()):
         return None
+    damaged = {e: p for e, p in problems.items() if p not in (None, "missing")}
+    for epoch, problem in damaged.items():
+        print(f"shared warm-up: {fork_uri(study, epoch)}: {problem}; training the prefix again", flush=True)
+    if damaged:  # its Tune checkpoint is past the damaged epoch: only a fresh prefix run writes that fork again
+        discard_forks(study, damaged)
     print(f"shared warm-up: training epochs 1-{plan.epochs} once for the {plan.trials} searched trials", flush=True)
     if holds_study(prefix_path(spec)):
         tuner = tune.Tuner.restore(prefix_path(spec), trainable=_trainable(spec), resume_errored=True)
@@ -127,7 +143,7 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
             ),
         )
     results = _fit_or_storage_full(tuner, spec)
-    missing = [e for e in plan.forks if not fork_ready(study, e)]
+    missing = [e for e in plan.forks if fork_problem(study, e, identity) is not None]
     if missing and hint.interrupted:
         return results  # Ctrl-C: mhss-tune --resume finishes it
     if missing:
@@ -338,6 +354,9 @@ def run_study(
                 return StudyRun(interrupted, True, note)
         tuner = restore_tuner(spec) if resume and started else build_tuner(spec)
         results = _fit_or_storage_full(tuner, spec)
+        damaged = damaged_fork(results)
+        if damaged:  # a fork damaged or replaced after the study checked it: no trial trained on it
+            raise UserError(damaged)
         return StudyRun(results, hint.interrupted, note)
     finally:
         lock.release()

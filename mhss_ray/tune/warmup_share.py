@@ -12,11 +12,15 @@ their own. A forked trial's metrics equal those of the same trial run alone, bit
 
 The forks live beside the study's own files (a local folder or a bucket, through pyarrow's
 filesystems); each is complete once its `done.json` is written, so a prefix killed while saving one is
-trained again from its last Tune checkpoint by `mhss-tune --resume`.
+trained again from its last Tune checkpoint by `mhss-tune --resume`. `done.json` records what the fork
+is (the study, a fingerprint of its base config, the seed, the epoch) and a digest of every file: a
+trial starts from a fork only when all of them match, and a damaged or foreign fork makes
+`mhss-tune --resume` train the prefix again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from .distributions import Dimension
 PREFIX_KEY = "warmup_prefix"  # the one extra key of the prefix run's point
 FOLDER = "warmup_prefix"  # in the study folder: the prefix's Tune experiment and its forks
 DONE_FILE = "done.json"
+DAMAGED = "the shared warm-up's checkpoint after epoch"  # how a trial's refusal to fork starts (damaged_line)
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,64 @@ def fork_uri(study: str, epoch: int) -> str:
 
 
 def fork_ready(study: str, epoch: int) -> bool:
+    """The fork after `epoch` was finished (its record written); fork_problem says whether it is sound."""
     import pyarrow.fs
 
     fs, path = pyarrow.fs.FileSystem.from_uri(fork_uri(study, epoch))
     return fs.get_file_info(f"{path}/{DONE_FILE}").type == pyarrow.fs.FileType.File
 
 
-def save_fork(study: str, epoch: int, folder: str) -> None:
-    """Copy the checkpoint folder written after `epoch` to its fork, then mark the fork complete."""
+def fork_identity(spec) -> dict:
+    """What a fork must have been trained for: the study, its base config (a fingerprint) and the seed."""
+    base = json.dumps(spec.base, sort_keys=True, default=str).encode()
+    return {"study": spec.name, "config": hashlib.sha1(base).hexdigest()[:16], "seed": spec.base_config.seed}
+
+
+def _digests(fs, path: str) -> dict[str, str]:
+    """sha256 of every file in a fork folder but its record, by name relative to the folder."""
+    import pyarrow.fs
+
+    out = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True)):
+        name = info.path[len(path) :].lstrip("/")
+        if info.type != pyarrow.fs.FileType.File or name == DONE_FILE:
+            continue
+        h = hashlib.sha256()
+        with fs.open_input_stream(info.path) as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        out[name] = h.hexdigest()
+    return out
+
+
+def fork_problem(study: str, epoch: int, identity: dict, at: str | None = None) -> str | None:
+    """None when the fork after `epoch` is complete and is this study's; else what is wrong with it ('missing'
+    when it was never finished, the damage or the foreign record otherwise). `at`: a local copy to judge instead."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(os.path.abspath(at) if at else fork_uri(study, epoch))
+    if fs.get_file_info(f"{path}/{DONE_FILE}").type != pyarrow.fs.FileType.File:
+        return "missing"
+    try:
+        with fs.open_input_stream(f"{path}/{DONE_FILE}") as f:
+            record = json.loads(f.readall().decode())
+        files = dict(record["files"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return f"its record {DONE_FILE} is unreadable or from an older version"
+    for key, value in {**identity, "epoch": epoch}.items():
+        if record.get(key) != value:
+            return f"it was written for {key} {record.get(key)!r}, not {value!r} (another study, config, seed or epoch)"
+    found = _digests(fs, path)
+    for name in sorted(files.keys() | found.keys()):
+        if name not in found:
+            return f"its file {name} is gone"
+        if files.get(name) != found[name]:
+            return f"its file {name} was changed or cut short after it was written"
+    return None
+
+
+def save_fork(study: str, epoch: int, folder: str, identity: dict) -> None:
+    """Copy the checkpoint folder written after `epoch` to its fork, then mark the fork complete with its record."""
     import pyarrow.fs
 
     uri = fork_uri(study, epoch)
@@ -111,17 +166,44 @@ def save_fork(study: str, epoch: int, folder: str) -> None:
         fs.delete_dir_contents(path)  # what a killed prefix left half-copied
     fs.create_dir(path, recursive=True)  # a local destination must exist (a bucket has no folders)
     pyarrow.fs.copy_files(folder, uri)
+    local = pyarrow.fs.LocalFileSystem()
+    record = {**identity, "epoch": epoch, "files": _digests(local, os.path.abspath(folder))}  # of what was meant, not what landed
     with fs.open_output_stream(f"{path}/{DONE_FILE}") as f:
-        f.write(json.dumps({"epoch": epoch}).encode())
+        f.write(json.dumps(record, indent=1).encode())
 
 
-def load_fork(study: str, epoch: int, folder: str) -> None:
-    """Copy the fork after `epoch` into the local `folder`."""
+def discard_forks(study: str, epochs) -> None:
+    """Remove the forks after these epochs and the prefix's own Tune experiment, so that the prefix trains anew."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{study.rstrip('/')}/{FOLDER}")
+    for epoch in epochs:
+        fs.delete_dir(f"{path}/forks/epoch_{epoch}")
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True)):
+        if info.base_name == "forks":
+            continue
+        if info.type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(info.path)
+        else:
+            fs.delete_file(info.path)
+
+
+def damaged_line(study: str, epoch: int, problem: str) -> str:
+    return (
+        f"{fork_uri(study, epoch)}: {DAMAGED} {epoch} cannot be used: {problem}; "
+        "mhss-tune --resume (the same command with --resume) trains it again"
+    )
+
+
+def load_fork(study: str, epoch: int, folder: str, identity: dict) -> None:
+    """Copy the fork after `epoch` into the local `folder`; the copy must be whole and this study's (the
+    bytes the trial loads are the ones judged)."""
     import pyarrow.fs
 
     if not fork_ready(study, epoch):
-        raise UserError(
-            f"{fork_uri(study, epoch)}: the shared warm-up's checkpoint after epoch {epoch} is missing (mhss-tune --resume trains it)"
-        )
+        raise UserError(damaged_line(study, epoch, "it is missing"))
     os.makedirs(folder, exist_ok=True)
     pyarrow.fs.copy_files(fork_uri(study, epoch), folder)
+    problem = fork_problem(study, epoch, identity, at=folder)
+    if problem is not None:
+        raise UserError(damaged_line(study, epoch, problem))

@@ -72,7 +72,15 @@ def test_audit_lists_the_corrections_and_the_rejected_entries_most_confident_fir
     moved = [x.replace(str(tmp_path / "sewer"), str(tmp_path / "moved")) for x in sets]
     moved += ["schedule.epochs=1", f"noise.verified=[{tmp_path / 'filled.csv'}]"]
     with pytest.raises(SystemExit) as exit_:
-        train_main(["--config", str(REPO / "benchmarks" / "base.yaml"), "--out", str(tmp_path / "again"), *(a for x in moved for a in ("--set", x))])
+        train_main(
+            [
+                "--config",
+                str(REPO / "benchmarks" / "base.yaml"),
+                "--out",
+                str(tmp_path / "again"),
+                *(a for x in moved for a in ("--set", x)),
+            ]
+        )
     assert exit_.value.code == 0
     review = json.loads((tmp_path / "again" / "summary.json").read_text())["review"]
     assert review["verified_entries"] == len(sheet)

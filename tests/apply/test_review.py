@@ -150,7 +150,11 @@ def test_review_sheets_that_do_not_fit_are_refused_in_one_line(sheet, tmp_path, 
         ("disagree", [str(filled), variant("disagree", lambda t: set_at(t, "verdict", flipped))], f"is {flipped} here (label"),
         ("missing", [str(tmp_path / "nowhere.csv")], "nowhere.csv: no such file"),
         # the silent wrong result: a row naming another image would flip the row number's image instead
-        ("other-image", [variant("other-image", lambda t: set_at(t, "image", t.loc[t["row"] != t.loc[0, "row"], "image"].iloc[0]))], "is not row"),
+        (
+            "other-image",
+            [variant("other-image", lambda t: set_at(t, "image", t.loc[t["row"] != t.loc[0, "row"], "image"].iloc[0]))],
+            "is not row",
+        ),
         (
             "sorted-by-image",  # a spreadsheet sort that moved the row numbers but not the images
             [variant("sorted-by-image", lambda t: t.assign(image=t["image"].sort_values().tolist()))],

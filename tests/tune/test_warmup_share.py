@@ -5,13 +5,16 @@ while its prefix trains must finish with --resume, every trial with every epoch 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from mhss_ray.analysis.load import epoch_budget, load_study
-from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER
+from mhss_ray.errors import UserError
+from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER, discard_forks, fork_problem, load_fork, save_fork
 
 from ..conftest import REPO
 from ..studies import kill_when, reported_epochs, result_rows
@@ -109,7 +112,57 @@ def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
     assert len(trials) == 3 and all(e == [1, 2, 3, 4] for e in trials.values()), trials
     loaded = load_study(str(folder))
     assert len(loaded.trials) == 3  # the analysis reads the study's trials, not the prefix run
-    assert json.loads((prefix / "forks" / "epoch_3" / DONE_FILE).read_text()) == {"epoch": 3}
+    record = json.loads((prefix / "forks" / "epoch_3" / DONE_FILE).read_text())
+    assert record["epoch"] == 3 and record["study"] == "killed" and record["seed"] == SPACE["seed"] and record["files"]
+
+    # a fork cut short after the study finished: --resume trains the prefix again instead of trusting it
+    checkpoint = next(p for p in (prefix / "forks" / "epoch_2").rglob("*.pt"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    mended = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert mended.returncode == 0, mended.stdout[-3000:] + mended.stderr[-3000:]
+    assert f"epoch_2: its file {checkpoint.relative_to(prefix / 'forks' / 'epoch_2')} was changed or cut short" in mended.stdout
+    assert "training the prefix again" in mended.stdout
+    assert fork_problem(str(folder), 2, record_identity(record)) is None
+
+
+def record_identity(record: dict) -> dict:
+    return {k: record[k] for k in ("study", "config", "seed")}
+
+
+def test_a_trial_never_starts_from_a_damaged_or_foreign_fork(tmp_path):
+    """The fork's record (study, base config, seed, epoch, a digest of every file) is checked on the bytes
+    the trial loads: a truncated, replaced or foreign fork is refused in one line naming it and the mend."""
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "checkpoint.pt").write_bytes(os.urandom(4096))
+    (made / "reported.json").write_text("[]")
+    study, ours = str(tmp_path / "study"), {"study": "study", "config": "abc", "seed": 2}
+    for epoch in (2, 3):
+        save_fork(study, epoch, str(made), ours)
+    load_fork(study, 2, str(tmp_path / "ok"), ours)
+    assert (tmp_path / "ok" / "checkpoint.pt").read_bytes() == (made / "checkpoint.pt").read_bytes()
+
+    forks = tmp_path / "study" / FOLDER / "forks"
+    damages = [
+        ("cut", lambda: (forks / "epoch_2" / "checkpoint.pt").write_bytes(b"x" * 100), "its file checkpoint.pt was changed or cut short"),
+        ("epoch", lambda: shutil.copytree(forks / "epoch_3", forks / "epoch_2", dirs_exist_ok=True), "written for epoch 3, not 2"),
+        ("gone", lambda: (forks / "epoch_2" / "reported.json").unlink(), "its file reported.json is gone"),
+    ]
+    for name, damage, words in damages:
+        save_fork(study, 2, str(made), ours)
+        damage()
+        with pytest.raises(UserError) as refused:
+            load_fork(study, 2, str(tmp_path / name), ours)
+        line = str(refused.value)
+        assert words in line and line.startswith(str(forks / "epoch_2")) and "--resume" in line and "\n" not in line, line
+    save_fork(study, 2, str(made), ours)
+    for key, other in (("study", "another"), ("config", "def"), ("seed", 3)):
+        with pytest.raises(UserError, match=f"written for {key}"):
+            load_fork(study, 2, str(tmp_path / f"foreign-{key}"), {**ours, key: other})
+    discard_forks(study, [2])
+    assert fork_problem(study, 2, ours) == "missing" and fork_problem(study, 3, ours) is None
+    with pytest.raises(UserError, match="it is missing"):
+        load_fork(study, 2, str(tmp_path / "missing"), ours)
 
 
 def test_ray_train_trials_fork_from_a_prefix_trained_by_ray_train(tmp_path):
