@@ -79,7 +79,7 @@ def _train(argv) -> int:
             raise UserError("--resume needs --out, the folder of the run to continue")
         if args.config or args.overrides:
             raise UserError("--resume continues a run with the config saved in its folder; drop --config and --set")
-        folder = RunFolder(args.out)
+        folder, cache_was_there = RunFolder(args.out), True
         cfg, state = folder.open_for_resume()
         from .train.loop import Trainer
 
@@ -102,8 +102,16 @@ def _train(argv) -> int:
         trainer = Trainer(cfg)  # every input is checked here, before the folder is touched
         check_writable(folder.path, "--out")
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
+        cache_was_there = bool(cfg.data.cache_dir) and Path(str(cfg.data.cache_dir)).expanduser().exists()
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
-    trainer.run(folder.report, log=lambda line: print(line, flush=True))
+    try:
+        trainer.run(folder.report, log=lambda line: print(line, flush=True))
+    except UserError:
+        # found only while training (an image that does not decode, a plugin's wrong answer) before a new run
+        # recorded an epoch: leave nothing half-written, the decode cache this run started included
+        if not args.resume and not folder.metrics_file.exists():
+            folder.discard(None if cache_was_there else cfg.data.cache_dir)
+        raise
     summary = folder.write_summary(cfg, trainer.data.class_names, trainer.review)
     print(
         f"done: test mAP {summary['test_mAP_final']:.2f} (last-3 mean {summary['test_mAP_last3_mean']:.2f}, "

@@ -102,6 +102,48 @@ def test_registered_names_are_checked_and_listed_like_the_built_in_ones(toy_entr
     assert not (tmp_path / "run").exists()
 
 
+class OneAnswerForTwo(Method):
+    """Two networks, and answers: one Selection only (the second network would never train), or a float mask."""
+
+    num_networks = 2
+
+    def __init__(self, inputs: MethodInputs):
+        super().__init__(inputs.observed, inputs.clean, inputs.loss_fn)
+        self.wrong = inputs.cfg.method.alpha
+
+    def select(self, indices, logits):
+        labels = self.observed[indices]
+        if self.wrong == 1.0:
+            return [Selection(labels)]
+        return [Selection(labels, torch.ones_like(labels, dtype=torch.float32)) for _ in logits]
+
+
+def test_a_plugin_whose_selections_do_not_fit_its_networks_is_refused_at_its_first_step(tmp_path, capsys):
+    register_method("toy-one-answer", num_networks=2, keys=("alpha",), summary="test only")(OneAnswerForTwo)
+    try:
+        for alpha, words in ((1.0, "returned 1 selections for its 2 networks"), (2.0, "selection 0's mask is torch.float32")):
+            config = tmp_path / f"one-{alpha}.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "data": {"image_size": 16, "n_train": 64, "n_val": 16, "n_test": 16, "batch_size": 32},
+                        "model": {"name": TEST_MODEL},
+                        "method": {"name": "toy-one-answer", "alpha": alpha},
+                        "schedule": {"epochs": 1},
+                        "runtime": {"threads": 1},
+                    }
+                )
+            )
+            with pytest.raises(SystemExit) as exit_:
+                train_main(["--config", str(config), "--out", str(tmp_path / f"run-{alpha}")])
+            err = capsys.readouterr().err.strip()
+            assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+            assert f"method toy-one-answer ({__file__}): select()" in err and words in err, err
+            assert not (tmp_path / f"run-{alpha}").exists()  # nothing half-written
+    finally:
+        METHODS.remove("toy-one-answer")
+
+
 def test_a_forgetting_plugin_that_cannot_estimate_its_rates_is_refused_estimated_rates(tmp_path, capsys):
     """forgets=True without estimates_rates, run with noise_rate_source: estimated, was trained without ever
     forgetting (its rates stayed 0); now the config is refused in one line."""

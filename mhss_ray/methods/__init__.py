@@ -31,7 +31,9 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor, me
         inputs.eps_c, inputs.eps = noise_rates(cfg.method, observed, clean)
         if split:
             inputs.eps_pm = polarity_rates(cfg.method, observed, clean, inputs.eps_c)
-    return spec.build(inputs)
+    method = spec.build(inputs)
+    method.registered_name = spec.name  # named in its error lines (base.check_selections)
+    return method
 
 
 __all__ = ["AsymmetricLoss", "Batch", "Method", "MethodInputs", "Selection", "build_method", "masked_batch_loss"]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ..errors import UserError
 from .losses import AsymmetricLoss, masked_batch_loss
 from .stats import SelectionStats
 
@@ -85,7 +86,11 @@ class Method:
 
     def loss(self, batch: Batch) -> torch.Tensor:
         logits = [per_view[0] for per_view in batch.logits]
-        selections = self.protect(batch.indices, self.select(batch.indices, logits))
+        selections = self.select(batch.indices, logits)
+        if not getattr(self, "_selections_checked", False):  # once: a wrong answer is wrong from the first step
+            check_selections(self, selections, logits)
+            self._selections_checked = True
+        selections = self.protect(batch.indices, selections)
         total = 0.0
         for z, s in zip(logits, selections):
             self.stats.add_training(batch.indices, s.targets, s.mask)
@@ -119,3 +124,33 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def method_origin(method: Method) -> str:
+    """'<name> (<file>)': the method as the user registered it, for error lines."""
+    import inspect
+
+    name = getattr(method, "registered_name", type(method).__name__)
+    try:
+        return f"{name} ({inspect.getsourcefile(type(method))})"
+    except TypeError:
+        return name
+
+
+def check_selections(method: Method, selections, logits: list[torch.Tensor]) -> None:
+    """A method's `select` must answer once per network, each a Selection of B x C targets and a B x C
+    bool mask or None: the loss pairs networks with selections in order, so a short list would leave a
+    network untrained without a word."""
+    where = f"method {method_origin(method)}: select()"
+    if not isinstance(selections, (list, tuple)) or len(selections) != len(logits):
+        got = f"{len(selections)} selections" if isinstance(selections, (list, tuple)) else f"a {type(selections).__name__}"
+        raise UserError(f"{where} returned {got} for its {len(logits)} networks (one Selection per network, in their order)")
+    for k, (s, z) in enumerate(zip(selections, logits)):
+        if not isinstance(s, Selection):
+            raise UserError(f"{where}: selection {k} is a {type(s).__name__}, not a Selection")
+        if tuple(s.targets.shape) != tuple(z.shape):
+            raise UserError(f"{where}: selection {k}'s targets are {tuple(s.targets.shape)}, not the batch's {tuple(z.shape)}")
+        if s.mask is not None and (tuple(s.mask.shape) != tuple(z.shape) or s.mask.dtype != torch.bool):
+            raise UserError(
+                f"{where}: selection {k}'s mask is {s.mask.dtype} {tuple(s.mask.shape)}, not bool {tuple(z.shape)} (or None: every entry)"
+            )

@@ -68,6 +68,13 @@ class RunFolder:
         except OSError as exc:  # a read-only mount, a full disk: what os.access cannot foresee
             raise UserError(f"--out {self.path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
 
+    def discard(self, cache_dir: str | None = None) -> None:
+        """Remove a run that stopped before its first epoch (and `cache_dir`, a decode cache it started)."""
+        if self.path.is_dir() and RUN.owns(self.path):
+            remove_owned(self.path, RUN)
+        if cache_dir and cache_dir != "off" and "://" not in str(cache_dir):
+            shutil.rmtree(Path(str(cache_dir)).expanduser(), ignore_errors=True)
+
     def open_for_resume(self) -> tuple[RunConfig, dict | None]:
         """The saved config and latest checkpoint (None if the run died before its first one).
         Metric lines of epochs after the checkpoint are dropped: those epochs will run again."""

@@ -62,29 +62,6 @@ def test_audit_lists_the_corrections_and_the_rejected_entries_most_confident_fir
     csv = pd.read_csv(tmp_path / "errors.csv", dtype={"class": str})
     assert csv["row"].tolist() == table["row"].tolist() and csv["class"].tolist() == table["class"].tolist()
 
-    # a review sheet of a dataset read from files names each image relative to the dataset folder, so it
-    # still fits after the folder moves (to another disk or machine)
-    assert run_audit("--from", tmp_path / "run", "--review", tmp_path / "sheet.csv", "--sample", 3) == 0
-    sheet = pd.read_csv(tmp_path / "sheet.csv", dtype=str, keep_default_na=False)
-    assert set(sheet["image"]) <= set(names) and str(tmp_path) not in sheet.to_csv()
-    sheet.assign(verdict="wrong").to_csv(tmp_path / "filled.csv", index=False)
-    (tmp_path / "sewer").rename(tmp_path / "moved")
-    moved = [x.replace(str(tmp_path / "sewer"), str(tmp_path / "moved")) for x in sets]
-    moved += ["schedule.epochs=1", f"noise.verified=[{tmp_path / 'filled.csv'}]"]
-    with pytest.raises(SystemExit) as exit_:
-        train_main(
-            [
-                "--config",
-                str(REPO / "benchmarks" / "base.yaml"),
-                "--out",
-                str(tmp_path / "again"),
-                *(a for x in moved for a in ("--set", x)),
-            ]
-        )
-    assert exit_.value.code == 0
-    review = json.loads((tmp_path / "again" / "summary.json").read_text())["review"]
-    assert review["verified_entries"] == len(sheet)
-
 
 def test_audit_refuses_bad_input_in_one_line(mhss_run, tmp_path, capsys):
     existing = tmp_path / "mine.csv"
@@ -174,3 +151,26 @@ def test_audit_of_real_noise_reports_its_precision_on_the_verified_subset(tmp_pa
         assert "against the verified subset" not in printed
     else:
         assert f"against the verified subset: {checked[1]:.1%} of the {checked[0]} listed entries" in printed
+
+    # a review sheet of a dataset read from files names each image relative to the dataset folder, so it
+    # still fits after the folder moves (to another disk or machine)
+    assert run_audit("--from", tmp_path / "run", "--review", tmp_path / "sheet.csv", "--sample", 3) == 0
+    sheet = pd.read_csv(tmp_path / "sheet.csv", dtype=str, keep_default_na=False)
+    assert set(sheet["image"]) <= set(names) and str(tmp_path) not in sheet.to_csv()
+    sheet.assign(verdict="wrong").to_csv(tmp_path / "filled.csv", index=False)
+    (tmp_path / "sewer").rename(tmp_path / "moved")
+    moved = [x.replace(str(tmp_path / "sewer"), str(tmp_path / "moved")) for x in sets]
+    moved += ["schedule.epochs=1", f"noise.verified=[{tmp_path / 'filled.csv'}]"]
+    with pytest.raises(SystemExit) as exit_:
+        train_main(
+            [
+                "--config",
+                str(REPO / "benchmarks" / "base.yaml"),
+                "--out",
+                str(tmp_path / "again"),
+                *(a for x in moved for a in ("--set", x)),
+            ]
+        )
+    assert exit_.value.code == 0
+    review = json.loads((tmp_path / "again" / "summary.json").read_text())["review"]
+    assert review["verified_entries"] == len(sheet)

@@ -132,7 +132,7 @@ def test_corrupt_image_stops_the_run_naming_the_file(capsys, tmp_path):
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, captured.err
     assert files[0] in lines[0] and "cannot decode image" in lines[0] and "data.on_bad_image: skip" in lines[0]
-    assert not (out / "metrics.jsonl").exists()  # stopped in epoch 1: no epoch was recorded
+    assert not out.exists()  # stopped in epoch 1: nothing half-written
 
 
 def test_corrupt_images_are_skipped_and_counted(capsys, tmp_path):
@@ -160,13 +160,12 @@ def test_decompression_bomb_is_refused_from_its_header_and_can_be_skipped(capsys
     files, _, frame = fixtures.write_manifest(tmp_path)
     train_file = frame.loc[frame["split"] == "train", "file"].iloc[0]
     bomb(tmp_path / train_file)
-    code, captured, out = train(capsys, tmp_path, "manifest", tmp_path)
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"  # outside the dataset folder, where runs may write
+    code, captured, out = train(capsys, tmp_path, "manifest", tmp_path, "--set", f"data.cache_dir={cache}")
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, captured.err
     assert train_file in lines[0] and "8000x8000 pixels" in lines[0] and "refused before decoding" in lines[0]
-    import shutil
-
-    shutil.rmtree(out)
+    assert not out.exists() and not cache.exists()  # nothing half-written: no run folder, no cache entries
     code, captured, out = train(capsys, tmp_path, "manifest", tmp_path, "--set", "data.on_bad_image=skip")
     assert code == 0, captured.err
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["skipped_images"] == 1
