@@ -506,7 +506,7 @@ def _check_run(cfg: RunConfig) -> None:
             "(mhss-audit --review FILE.csv --sample N writes one)"
         )
     if spec.forgets and m.noise_rate_source == "given":
-        check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate, granularity=m.granularity)
+        check_forget_rates(m.alpha, m.noise_rates or [], m.noise_rate, granularity=m.granularity, per_class=forgets_per_class(cfg))
 
 
 # A forget rate at or above this rounds to 1 at the 6 decimals the selection counts with (METHODS.md section 3)
@@ -514,19 +514,39 @@ FORGETS_ALL = 0.9999995
 
 
 def check_forget_rates(
-    alpha: float, rates: list[float], rate: float | None = None, source: str = "method.noise_rates", granularity: str = "per_class"
+    alpha: float,
+    rates: list[float],
+    rate: float | None = None,
+    source: str = "method.noise_rates",
+    granularity: str = "per_class",
+    per_class: bool = True,
 ) -> None:
-    """A forget rate alpha * eps_c that rounds to 1 drops every entry of that class: nothing to train on.
-    With `granularity: global` the selection uses one rate, the mean: that is the one judged."""
-    named = [(f"{source}[{i}]", r) for i, r in enumerate(rates)] + ([("method.noise_rate", rate)] if rate is not None else [])
-    if granularity == "global" and rates:
+    """A forget rate alpha * eps that rounds to 1 drops every entry it applies to: nothing to train on. The
+    rates judged are the ones the method forgets with: each class's (`per_class`: MHSS's CDNR), else one for
+    every class (method.noise_rate, or the mean of the per-class rates: Co-teaching, CoSELFIE, MHSS without
+    CDNR); with `granularity: global` the selection ranks every entry with the mean rate, the one judged."""
+    if not per_class and rate is not None:
+        named = [("method.noise_rate (the one rate this method forgets every class with)", rate)]
+    elif not per_class and rates:
+        named = [(f"the mean of {source} (the one rate this method forgets every class with)", sum(rates) / len(rates))]
+    elif granularity == "global" and rates:
         named = [(f"the mean of {source} (granularity global)", sum(rates) / len(rates))]
+    else:
+        named = [(f"{source}[{i}]", r) for i, r in enumerate(rates)] + ([("method.noise_rate", rate)] if rate is not None else [])
     for key, r in named:
         if alpha * r >= FORGETS_ALL:
             raise UserError(
                 f"method.alpha: alpha {alpha:g} x {key} {r:g} = {alpha * r:.7g}, a forget rate of 1 or more (at 6 decimals): "
                 "that class would train on nothing"
             )
+
+
+def forgets_per_class(cfg: "RunConfig") -> bool:
+    """Whether the run's method forgets each class at its own rate (registry: MethodSpec.class_rates)."""
+    from .registry import METHODS
+
+    spec = METHODS.get(cfg.method.name)
+    return bool(spec.class_rates and spec.class_rates(cfg))
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -153,7 +153,7 @@ def inject_noise(
 # ----------------------------------------------------------------------------- the rates the forget rates use
 
 
-def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, float]:
+def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor, per_class: bool = True) -> tuple[torch.Tensor, float]:
     """(eps_c, global eps) the forget rates use (METHODS.md section 2): `oracle` reads the realised
     rates of the injected noise; `given` takes method.noise_rates / method.noise_rate."""
     c = observed.shape[1]
@@ -174,21 +174,23 @@ def noise_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor) ->
         eps_c = torch.tensor(given, dtype=torch.float32, device=observed.device)
     eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
     check_forget_rates(
-        m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c", m.granularity
+        m.alpha, [float(x) for x in eps_c], m.noise_rate, f"{m.noise_rate_source} eps_c", m.granularity, per_class
     )  # the oracle's rates are known only now
     return eps_c, eps
 
 
-def sampled_rates(m: MethodConfig, measured: dict, device) -> tuple[torch.Tensor, float, torch.Tensor]:
+def sampled_rates(m: MethodConfig, measured: dict, device, per_class: bool = True) -> tuple[torch.Tensor, float, torch.Tensor]:
     """(eps_c, global eps, 2 x C per-polarity rates) measured on noise.verified's random sample (`verified`)."""
     eps_c = torch.tensor(measured["eps_c"], dtype=torch.float32, device=device)
     eps_pm = torch.tensor(measured["eps_pm"], dtype=torch.float32, device=device)
     eps = m.noise_rate if m.noise_rate is not None else float(eps_c.mean())
-    check_forget_rates(m.alpha, [float(x) for x in eps_c], m.noise_rate, "verified eps_c", m.granularity)
+    check_forget_rates(m.alpha, [float(x) for x in eps_c], m.noise_rate, "verified eps_c", m.granularity, per_class)
     return eps_c, eps, eps_pm
 
 
-def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
+def polarity_rates(
+    m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor, eps_c: torch.Tensor, per_class: bool = True
+) -> torch.Tensor:
     """2 x C: the share of the observed negatives (row 0) and of the observed positives (row 1) of
     each class that are wrong (METHODS.md section 2, revision 2). `oracle` counts them; `given` puts
     omission_share of the eps_c * N wrong entries among the observed negatives, the rest among the positives."""
@@ -203,11 +205,12 @@ def polarity_rates(m: MethodConfig, observed: torch.Tensor, clean: torch.Tensor,
         wrong = eps_c.double() * observed.shape[0]
         rates = torch.stack([m.omission_share * wrong / n_neg, (1 - m.omission_share) * wrong / n_pos])
     rates = rates.clamp(0.0, 1.0).float()
+    judged = rates if per_class else rates.mean(1)  # without CDNR each polarity forgets at the classes' mean
     check_forget_rates(
         m.alpha,
-        [float(x) for x in rates.flatten()],
+        [float(x) for x in judged.flatten()],
         None,
-        f"{m.noise_rate_source} per-polarity eps (negatives, then positives)",
+        f"{m.noise_rate_source} per-polarity eps (negatives, then positives{'' if per_class else ', the means over the classes'})",
         m.granularity,
     )
     return rates

@@ -38,6 +38,9 @@ class MethodSpec:
     num_views: int = 1  # DISC: a weak and a strong view of each image
     forgets: bool = False  # forget rate tau = alpha * eps (METHODS.md section 2): needs noise rates
     estimates_rates: bool = False  # can estimate them from its own networks (noise_rate_source: estimated)
+    # (RunConfig) -> True where its forget rates are per class (MHSS's CDNR); None: one rate for every class, the
+    # global eps (or, per polarity, the classes' mean of each): the rates the run checks judge
+    class_rates: Callable[[Any], bool] | None = None
     warmup: bool = False  # reads method.warmup (epochs on every entry before it selects)
     # (RunConfig) -> the epochs its warm-up lasts, where every entry trains alike whatever its own knobs
     warmup_epochs: Callable[[Any], int] | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, forgets_per_class
 from ..errors import UserError
 from ..noise import UNKNOWN, noise_rates, polarity_rates, sampled_rates
 from ..registry import METHODS
@@ -24,13 +24,14 @@ def build_method(cfg: RunConfig, observed: torch.Tensor, clean: torch.Tensor, me
         raise UserError(f"method.name: {spec.name} trains on the clean labels, which noise.mode real does not have")
     inputs = MethodInputs(cfg, observed, clean, AsymmetricLoss.from_config(cfg.loss), epochs=RoundSchedule.of(cfg).length)
     split = cfg.method.polarity_rates == "split" and cfg.method.granularity == "per_class_polarity"
+    per_class = forgets_per_class(cfg)  # the rates it forgets with are the ones checked
     if spec.forgets and cfg.method.noise_rate_source == "verified":
-        inputs.eps_c, inputs.eps, eps_pm = sampled_rates(cfg.method, measured, observed.device)
+        inputs.eps_c, inputs.eps, eps_pm = sampled_rates(cfg.method, measured, observed.device, per_class)
         inputs.eps_pm = eps_pm if split else None
     elif spec.forgets:
-        inputs.eps_c, inputs.eps = noise_rates(cfg.method, observed, clean)
+        inputs.eps_c, inputs.eps = noise_rates(cfg.method, observed, clean, per_class)
         if split:
-            inputs.eps_pm = polarity_rates(cfg.method, observed, clean, inputs.eps_c)
+            inputs.eps_pm = polarity_rates(cfg.method, observed, clean, inputs.eps_c, per_class)
     method = spec.build(inputs)
     method.registered_name = spec.name  # named in its error lines (base.check_selections)
     return method

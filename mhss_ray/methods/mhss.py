@@ -43,6 +43,7 @@ register_method(
     num_networks=2,
     forgets=True,
     estimates_rates=True,
+    class_rates=lambda cfg: cfg.method.cdnr,  # CDNR: tau_c = alpha * eps_c
     warmup=True,
     warmup_epochs=warmup_epochs,
     warmup_reads=WARMUP_READS,

@@ -304,7 +304,10 @@ def _check_forget_rate_extremes(base_cfg: RunConfig, dims: list[Dimension]) -> N
         return
     alpha = top.get("method.alpha", m.alpha)
     try:
-        check_forget_rates(alpha, rates or m.noise_rates or [], top.get("method.noise_rate", m.noise_rate), granularity=m.granularity)
+        per_class = any(METHODS.get(name).class_rates and METHODS.get(name).class_rates(base_cfg) for name in names)
+        check_forget_rates(
+            alpha, rates or m.noise_rates or [], top.get("method.noise_rate", m.noise_rate), granularity=m.granularity, per_class=per_class
+        )
     except UserError as exc:
         raise UserError(f"search: the largest searched values together: {exc}") from None
 

@@ -52,3 +52,32 @@ def test_global_granularity_judges_the_mean_rate_it_uses():
     observed = torch.zeros(10, 3, dtype=torch.uint8)
     eps_c, _ = noise_rates(m, observed, observed)
     assert eps_c.tolist() == pytest.approx([0.6, 0.1, 0.1])
+
+
+@pytest.mark.parametrize("granularity", ["per_class", "per_class_polarity"])
+def test_the_run_check_judges_the_rates_the_method_forgets_with(granularity):
+    """Co-teaching, CoSELFIE and MHSS without CDNR forget every class at one rate (the global eps): a large
+    per-class rate is no forget rate of theirs (was: alpha 1.2 x noise_rates[0] 0.9 refused, tau 0.6)."""
+    from mhss_ray.config import RunConfig, from_dict
+    from mhss_ray.methods import build_method
+
+    def run(name: str, **method):
+        return from_dict(
+            RunConfig,
+            {
+                "data": {"n_train": 64},
+                "method": {"name": name, "alpha": 1.2, "noise_rate_source": "given", "noise_rates": [0.9, 0.1] + [0.1] * 8,
+                           "granularity": granularity, **method},
+            },
+        )  # fmt: skip
+
+    for name, method in (("coteaching", {}), ("coselfie", {}), ("mhss", {"cdnr": False})):
+        cfg = run(name, **method)  # accepted
+        observed = torch.zeros(40, 10, dtype=torch.uint8)
+        observed[:20] = 1
+        built = build_method(cfg, observed, observed)  # and built: it forgets every class at the mean, 0.18
+        assert float(built.eps.max()) == pytest.approx(0.18), name
+    with pytest.raises(UserError, match=r"noise_rates\[0\] 0.9 = 1.08"):  # CDNR forgets class 0 at 1.08
+        run("mhss")
+    with pytest.raises(UserError, match="the one rate this method forgets every class with"):
+        run("coteaching", noise_rates=[0.9] * 10)
