@@ -297,9 +297,7 @@ def _audit(argv) -> int:
     if args.sample and not args.review:
         raise UserError("--sample: only with --review (it adds random images to the review sheet)")
     out = check_new_table(args.out, "--out") if args.out else None
-    sheet_out = check_new_table(args.review, "--review") if args.review else None
-    if sheet_out is not None and not str(sheet_out).endswith(".csv"):
-        raise UserError(f"--review: {args.review}: a review sheet is a .csv file (any spreadsheet opens it)")
+    sheet_out = check_new_table(args.review, "--review", (".csv",)) if args.review else None  # any spreadsheet opens it
     run = locate(args.source, args.trial)
     trainer = run.trainer()
     table = audit(trainer)

@@ -118,12 +118,12 @@ def user_mode(directory: bool = True) -> int:
 TABLE_SUFFIXES = (".parquet", ".csv")
 
 
-def check_new_table(path: str | Path, key: str) -> Path:
-    """A table file a command is about to write: .parquet or .csv, not there yet (an existing file is never
+def check_new_table(path: str | Path, key: str, suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> Path:
+    """A table file a command is about to write: one of `suffixes`, not there yet (an existing file is never
     replaced: it may be anyone's), in a folder that exists or can be made and is writable."""
     path = Path(path).expanduser()
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise UserError(f"{key}: {path}: expected a file name ending in .parquet or .csv")
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{key}: {path}: expected a file name ending in {' or '.join(suffixes)}")
     if path.exists():
         raise UserError(f"{key}: {path} exists; choose another file (nothing is overwritten)")
     check_writable(path.parent, key)

@@ -15,6 +15,7 @@ name check never depends on import order.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -87,8 +88,10 @@ class Registry(Generic[S]):
 
     def add(self, spec: S) -> S:
         name = spec.name
-        if not isinstance(name, str) or not name or name in self._entries and self._entries[name] is not spec:
-            raise ValueError(f"{self.kind} {name!r} is registered twice (or has no name)")  # a programming error
+        if not isinstance(name, str) or not name:
+            raise UserError(f"a {self.kind} registered without a name (got {name!r})")
+        if name in self._entries and self._entries[name] is not spec:
+            raise UserError(f"{self.kind} {name!r} is registered twice (a built-in or another plugin has that name); give it another")
         self._entries[name] = spec
         return spec
 
@@ -127,12 +130,45 @@ def load_plugins() -> None:
     for package in BUILTIN_PACKAGES:
         importlib.import_module(package)
     for entry in entry_points(group=PLUGIN_GROUP):
-        entry.load()
+        _import_plugin(f"the {PLUGIN_GROUP} entry point {entry.name} ({entry.value})", entry.load)
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(","))):
+        if module.endswith(".py") or "/" in module or os.sep in module:
+            raise UserError(
+                f"{PLUGIN_ENV}: {module} is a file; give its module name ({os.path.splitext(os.path.basename(module))[0]}) "
+                "and put its folder on PYTHONPATH"
+            )
+        _import_plugin(f"{PLUGIN_ENV}: {module}", lambda m=module: importlib.import_module(m), module)
+
+
+def _import_plugin(what: str, load: Callable, module: str | None = None) -> None:
+    """A plugin that fails to import, raises while it registers, or takes a registered name: one line naming it
+    (and its file) and what it did, never a traceback from inside a trial."""
+    try:
+        load()
+    except UserError as exc:
+        raise UserError(f"{what}{_origin(module)}: {exc}") from None
+    except ImportError as exc:
+        raise UserError(f"{what}: cannot import it ({exc})") from None
+    except SyntaxError as exc:
+        raise UserError(f"{what}: cannot import it: {exc.msg} ({exc.filename}, line {exc.lineno})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin's own code raises
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UserError(f"{what}{_origin(module)}: raised {type(exc).__name__} while importing{': ' + detail if detail else ''}") from None
+
+
+def _origin(module: str | None) -> str:
+    if not module:
+        return ""
+    import sys
+
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if file is None:
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UserError(f"{PLUGIN_ENV}: cannot import {module} ({exc})") from None
+            found = importlib.util.find_spec(module)
+            file = found.origin if found else None
+        except (ImportError, ValueError):
+            file = None
+    return f" ({file})" if file else ""
 
 
 def register_method(name: str, **capabilities) -> Callable:

@@ -12,7 +12,7 @@ from mhss_ray.cli import train_main
 from mhss_ray.data.base import DataBundle, InMemoryImages, Split
 from mhss_ray.methods.base import Method, MethodInputs, Selection
 from mhss_ray.registry import DATASETS, METHODS, register_dataset, register_method
-from tests.conftest import TEST_MODEL
+from tests.conftest import REPO, TEST_MODEL
 
 CLASSES = ["horizontal", "vertical", "dots"]
 
@@ -251,14 +251,38 @@ def test_a_method_and_a_dataset_each_in_one_file_train_are_searched_and_audited(
     assert table["image"].str.startswith(str(data / "images" / "img_")).all()  # the file the entry belongs to
 
 
-def test_a_plugin_module_that_cannot_be_imported_is_one_line(tmp_path):
+def test_a_plugin_that_cannot_be_loaded_is_one_line(tmp_path):
+    """Every way a plugin module fails to load ends in one line naming it and what it did (was: only a missing
+    module; the rest were 40-55-line tracebacks, under mhss-tune --dry-run too)."""
     import os
     import subprocess
     import sys
 
-    env = dict(os.environ, MHSS_PLUGINS="my_plugins.nowhere")
-    code = "import sys; from mhss_ray.cli import train_main; sys.exit(train_main())"
-    proc = subprocess.run([sys.executable, "-c", code, "--list"], env=env, cwd=tmp_path, capture_output=True, text=True)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("mhss-train: error: MHSS_PLUGINS: cannot import my_plugins.nowhere"), lines[0]
+    (tmp_path / "raises.py").write_text("raise RuntimeError('no licence server')\n")
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "clash.py").write_text(
+        "from mhss_ray.registry import register_method\nregister_method('asl', summary='mine')(lambda inputs: None)\n"
+    )
+    cases = {
+        "my_plugins.nowhere": "MHSS_PLUGINS: my_plugins.nowhere: cannot import it (No module named 'my_plugins')",
+        "raises": f"MHSS_PLUGINS: raises ({tmp_path / 'raises.py'}): raised RuntimeError while importing: no licence server",
+        "broken": f"MHSS_PLUGINS: broken: cannot import it: invalid syntax ({tmp_path / 'broken.py'}, line 1)",
+        "clash": f"MHSS_PLUGINS: clash ({tmp_path / 'clash.py'}): method 'asl' is registered twice",
+        str(tmp_path / "raises.py"): f"MHSS_PLUGINS: {tmp_path / 'raises.py'} is a file; give its module name (raises)",
+    }
+    train = "import sys; from mhss_ray.cli import train_main; sys.exit(train_main())"
+    tune = "import sys; from mhss_ray.cli import tune_main; sys.exit(tune_main())"
+    runs = {}
+    for module in cases:
+        env = dict(os.environ, MHSS_PLUGINS=module, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+        runs[module] = subprocess.Popen([sys.executable, "-c", train, "--list"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, MHSS_PLUGINS="clash", PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    space = REPO / "search_spaces" / "demo.yaml"
+    dry = subprocess.Popen(
+        [sys.executable, "-c", tune, "--space", str(space), "--dry-run"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    for module, proc in [*runs.items(), ("clash", dry)]:
+        err = proc.communicate(timeout=300)[1]
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, (module, err)
+        assert cases[module] in lines[0], (module, lines[0])

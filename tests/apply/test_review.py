@@ -177,6 +177,10 @@ def test_review_sheets_that_do_not_fit_are_refused_in_one_line(sheet, tmp_path, 
     assert "noise.verified, which is not set" in capsys.readouterr().err
     assert exit_code(audit_main, "--from", folder / "run", "--out", tmp_path / "a.csv", "--sample", "5") == 2
     assert "--sample: only with --review" in capsys.readouterr().err
+    for suffix in ("xlsx", "parquet"):  # it suggests only what it accepts (was: ".parquet or .csv", then .parquet refused)
+        assert exit_code(audit_main, "--from", folder / "run", "--review", tmp_path / f"s.{suffix}") == 2
+        err = capsys.readouterr().err
+        assert f"s.{suffix}: expected a file name ending in .csv" in err and "parquet or" not in err, err
 
 
 @pytest.mark.slow
