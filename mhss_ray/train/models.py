@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import pickle
+import warnings
 from pathlib import Path
 
 import timm
@@ -23,13 +27,52 @@ def create_network(cfg: ModelConfig, num_classes: int, in_chans: int) -> torch.n
         # timm adapts the first conv to in_chans and drops a classifier of another size.
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     try:
-        return timm.create_model(cfg.name, **kwargs)
-    except (RuntimeError, OSError, KeyError, ValueError) as exc:
+        with warnings.catch_warnings(), quiet_logger("timm"):
+            # torch's note on a file pickled with another protocol and timm's on keys it skipped: stderr lines
+            # before our one line (the coverage check below says what matters about the file)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            net = timm.create_model(cfg.name, **kwargs)
+            if cfg.pretrained_path:
+                check_pretrained_covers(net, cfg)
+            return net
+    except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:
         if not cfg.pretrained_path:
             raise
         raise UserError(
             f"model.pretrained_path: {cfg.pretrained_path}: cannot load into {cfg.name} ({str(exc).splitlines()[0][:200]})"
         ) from None
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_pretrained_covers(net: torch.nn.Module, cfg: ModelConfig) -> None:
+    """timm loads a pretrained file leniently (it adapts the stem and drops a classifier of another size): a
+    file of another network would leave every layer at its random start, silently. Every weight but the
+    classifier's must be in the file."""
+    from timm.models import load_state_dict
+
+    held = load_state_dict(str(cfg.pretrained_path), device="cpu", weights_only=True)
+    classifier = net.pretrained_cfg.get("classifier") or ""
+    classifiers = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    wanted = [
+        k for k in net.state_dict() if not k.endswith("num_batches_tracked") and not any(c and k.startswith(c + ".") for c in classifiers)
+    ]
+    missing = [k for k in wanted if k not in held]
+    if missing:
+        raise UserError(
+            f"model.pretrained_path: {cfg.pretrained_path}: holds {len(wanted) - len(missing)} of the {len(wanted)} weights of "
+            f"{cfg.name} below its classifier (missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
+            "a file of another network?"
+        )
 
 
 def create_ema(net: torch.nn.Module, decay: float) -> ModelEmaV3:

@@ -32,3 +32,25 @@ def test_model_errors_are_user_errors(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="junk.pth: cannot load into resnet18"):
         create_network(ModelConfig(pretrained_path=str(junk)), 10, 3)
+
+
+def test_a_pretrained_file_of_another_network_or_untrusted_is_refused_in_one_line(tmp_path, capfd):
+    """timm loads leniently: a file sharing no layer with the network used to train from random weights in
+    silence; an untrusted pickle's error came after torch's two-line warning."""
+    import pickle
+
+    other = tmp_path / "other.pth"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, other)  # what timm took without a word
+    with pytest.raises(UserError, match=r"holds 0 of the \d+ weights of resnet18 below its classifier \(missing conv1.weight"):
+        create_network(ModelConfig(name="resnet18", pretrained_path=str(other)), 10, 3)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    untrusted = tmp_path / "untrusted.pth"
+    untrusted.write_bytes(pickle.dumps({"x": Evil()}, protocol=4))
+    with pytest.raises(UserError, match="untrusted.pth: cannot load into resnet18 .weights_only=True blocked"):
+        create_network(ModelConfig(name="resnet18", pretrained_path=str(untrusted)), 10, 3)
+    captured = capfd.readouterr()
+    assert "owned" not in captured.out and captured.err == "", captured.err  # nothing ran, nothing else printed
