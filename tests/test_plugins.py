@@ -286,3 +286,67 @@ def test_a_plugin_that_cannot_be_loaded_is_one_line(tmp_path):
         lines = err.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, (module, err)
         assert cases[module] in lines[0], (module, lines[0])
+
+
+ONE_ANSWER = """
+import torch
+from mhss_ray.methods.base import Method, Selection
+from mhss_ray.registry import register_method
+
+
+class OneAnswer(Method):
+    num_networks = 2
+
+    def __init__(self, inputs):
+        super().__init__(inputs.observed, inputs.clean, inputs.loss_fn)
+
+    def select(self, indices, logits):
+        return [Selection(self.observed[indices])]  # one answer for two networks
+
+
+register_method("one-answer", num_networks=2, summary="test only")(OneAnswer)
+"""
+
+
+def test_a_study_of_a_plugin_that_answers_wrong_ends_in_one_line_and_its_analysis_says_so(tmp_path):
+    """Every trial stops at its first step on the plugin's wrong answer: the study ends with that one line
+    (was: every trial's Ray traceback, then rc 1), and mhss-analyze writes sentences where the tables of
+    best trials would be (was: broken tables)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "one_answer.py").write_text(ONE_ANSWER)
+    space = {
+        "data": {"image_size": 16, "n_train": 64, "n_val": 16, "n_test": 16, "batch_size": 32},
+        "model": {"name": TEST_MODEL},
+        "method": {"name": "one-answer"},
+        "schedule": {"epochs": 2},
+        "runtime": {"device": "cpu", "threads": 1},
+        "search": {"optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2}},
+        "tune": {
+            "num_samples": 2, "max_concurrent_trials": 2, "baselines": [], "scheduler": {"name": "fifo"}, "max_failures": 0,
+            "search_alg": {"name": "random", "seed": 0}, "resources": {"workers": 0, "cpus_per_worker": 1},
+        },
+    }  # fmt: skip
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO), *sys.path]), MHSS_PLUGINS="one_answer", RAY_AUTH_MODE="disabled"
+    )
+
+    def cli(main: str, *args):
+        code = f"import sys; from mhss_ray.cli import {main}; sys.exit({main}())"
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    tune = cli("tune_main", "--space", "space.yaml", "--storage", tmp_path / "studies")
+    lines = tune.stderr.strip().splitlines()  # Ray's own INFO lines, then ours
+    assert tune.returncode == 2 and "Traceback" not in tune.stdout + tune.stderr, tune.stdout[-2000:] + tune.stderr[-3000:]
+    assert (
+        lines[-1].startswith("mhss-tune: error: every trial stopped on:")
+        and f"every trial stopped on: method one-answer ({tmp_path / 'one_answer.py'}): select() returned 1 selections" in lines[-1]
+    )
+    analyze = cli("analyze_main", tmp_path / "studies" / "space", "--out", tmp_path / "analysis")
+    assert analyze.returncode == 0, analyze.stderr[-3000:]
+    summary = (tmp_path / "analysis" / "summary.md").read_text()
+    assert "2 errored" in summary and "None: no trial reported" in summary
+    assert "|  |" not in summary and "\n|\n" not in summary, summary

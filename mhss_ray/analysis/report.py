@@ -70,8 +70,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
+def _table(df: pd.DataFrame, columns: list[str], empty: str = "None.") -> list[str]:
+    """A markdown table of `columns` (those with a value); `empty`, a sentence, when no row or column has one."""
     columns = [c for c in columns if c in df and df[c].notna().any()]  # unsearched keys stay out
+    if df.empty or not columns:
+        return [empty]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df[columns].itertuples(index=False)]
     return lines
@@ -148,7 +151,7 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
             *[c for c in shown_config() if c in trials],
         ]
         shown = [c for c in shown if c in trials]
-        lines += ["", "Best trials:", "", *_table(best, shown)]
+        lines += ["", "Best trials:", "", *_table(best, shown, f"None: no trial reported `{metric}` (see the errored trials below).")]
         if "common_epoch" in trials:
             lines += [
                 "",
@@ -161,7 +164,9 @@ def summary_markdown(tables: StudyTables, config_files: dict[str, str], plots: l
             "",
             "Best trial per method:",
             "",
-            *_table(per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"]),
+            *_table(
+                per_method, ["method", "trial_id", f"best_{metric}", "best_epoch", "test_mAP_at_best"], "None: no trial reported an epoch."
+            ),
         ]
         lines += _gains(tables, name, best)
         errored = trials[trials["outcome"] == "errored"]

@@ -96,12 +96,24 @@ def build_tuner(spec: StudySpec):
     )
 
 
-def damaged_fork(results) -> str | None:
-    """The line of a trial refused because its shared warm-up fork was damaged (warmup_share.load_fork)."""
-    for result in results:
-        for line in str(result.error or "").splitlines():
-            if DAMAGED in line:  # the traceback's last line: "...UserError: <the line>"
-                return line.split("UserError: ", 1)[-1].strip()
+def user_error_line(error) -> str | None:
+    """The one line of a UserError that stopped a trial (Tune keeps the trial's traceback text), else None."""
+    for line in reversed(str(error or "").splitlines()):
+        if "UserError: " in line:
+            return line.split("UserError: ", 1)[1].strip()
+    return None
+
+
+def refusal(results) -> str | None:
+    """What the study ends with, in one line, when trials stopped on a user's mistake rather than a crash:
+    a damaged shared warm-up fork (a trial refused it), or the one error every trial stopped on (a
+    plugin's wrong answer, a config the method refuses)."""
+    lines = [user_error_line(r.error) for r in results if r.error]
+    damaged = next((line for line in lines if line and DAMAGED in line), None)
+    if damaged:  # a fork damaged or replaced after the study checked it: no trial trained on it
+        return damaged
+    if results and len(lines) == len(results) and lines[0] and len(set(lines)) == 1:
+        return f"every trial stopped on: {lines[0]}"
     return None
 
 
@@ -220,6 +232,18 @@ class _ResumeHint(logging.Filter):
         if "Tuner.restore(" in record.getMessage():
             self.interrupted = True
             return False
+        return True
+
+
+class _TrialRefusal(logging.Filter):
+    """A trial stopped by a user's mistake (a UserError: a plugin's wrong answer, a damaged fork) is logged by
+    Tune with the trial's whole traceback; one line says it instead (the study ends with it, study.refusal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            line = user_error_line(record.exc_info[1])
+            if line:
+                record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()}: {line}", (), None, None
         return True
 
 
@@ -348,15 +372,16 @@ def run_study(
         prebuild_decode_cache(spec, address)  # data.cache_dir, with every CPU, before the first trial
         hint = _ResumeHint()
         logging.getLogger("ray.tune.tune").addFilter(hint)
+        logging.getLogger("ray.tune.execution.tune_controller").addFilter(_TrialRefusal())
         if spec.warmup_plan is not None:
             interrupted = run_warmup_prefix(spec, hint)
             if interrupted is not None:
                 return StudyRun(interrupted, True, note)
         tuner = restore_tuner(spec) if resume and started else build_tuner(spec)
         results = _fit_or_storage_full(tuner, spec)
-        damaged = damaged_fork(results)
-        if damaged:  # a fork damaged or replaced after the study checked it: no trial trained on it
-            raise UserError(damaged)
+        refused = refusal(results)
+        if refused:
+            raise UserError(refused)
         return StudyRun(results, hint.interrupted, note)
     finally:
         lock.release()
