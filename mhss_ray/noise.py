@@ -277,6 +277,7 @@ def likelihood_rates(observed: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
     (a warm-up network is too timid: T came out near 0.3). Under augmentation at the end of the warm-up the
     entry-level error fell from 0.24-0.25 (count) to 0.08-0.11 (T 1) and 0.05-0.06 (T fitted): docs/methods.md."""
     from scipy.optimize import minimize, minimize_scalar
+    from scipy.special import expit
 
     obs = observed.bool().cpu().numpy()
     p = probs.float().clamp(1e-6, 1 - 1e-6).cpu().double().numpy()
@@ -296,11 +297,11 @@ def likelihood_rates(observed: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
         return float(best.fun), *best.x
 
     def profile(log_t: float) -> float:  # the likelihood at this temperature, every class at its best flips
-        scaled = 1 / (1 + np.exp(-logit / np.exp(log_t)))
+        scaled = expit(logit / np.exp(log_t))
         return sum(fit(c, scaled[:, c])[0] for c in columns)
 
-    log_t = minimize_scalar(profile, bounds=(np.log(0.1), np.log(4.0)), method="bounded", options={"xatol": 0.02}).x if columns else 0.0
-    scaled = 1 / (1 + np.exp(-logit / np.exp(log_t)))
+    log_t = fit_log_temperature(profile, minimize_scalar) if columns else 0.0
+    scaled = expit(logit / np.exp(log_t))
     out = np.zeros((2, obs.shape[1]))
     for c in columns:
         y, pc = obs[:, c], scaled[:, c]
@@ -309,6 +310,26 @@ def likelihood_rates(observed: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
         wrong_if_pos = (1 - pc) * r01 / np.maximum((1 - pc) * r01 + pc * (1 - r10), 1e-12)
         out[0, c], out[1, c] = wrong_if_neg[~y].mean(), wrong_if_pos[y].mean()
     return torch.from_numpy(out).float().clamp(0.0, MAX_ESTIMATED_RATE).to(observed.device)
+
+
+# The temperature's search range: a coarse log grid over it, then a bounded fit between the grid's neighbours of
+# the best point. A timid network (T 0.07) lies outside the [0.1, 4] once searched, and its rates then ran 5x off.
+TEMPERATURE_RANGE = (0.01, 100.0)
+
+
+def fit_log_temperature(profile, minimize_scalar, points: int = 13) -> float:
+    """log T minimising `profile` over TEMPERATURE_RANGE: the grid finds the basin, the bounded fit its floor."""
+    grid = np.linspace(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1]), points)
+    values = [profile(x) for x in grid]
+    i = int(np.argmin(values))
+    low, high = grid[max(i - 1, 0)], grid[min(i + 1, points - 1)]
+    best = minimize_scalar(profile, bounds=(low, high), method="bounded", options={"xatol": 0.02})
+    return float(best.x) if best.fun <= values[i] else float(grid[i])
+
+
+def at_cap(polarity: torch.Tensor) -> torch.Tensor:
+    """Per class, whether an estimated polarity rate sits at MAX_ESTIMATED_RATE: a cap, not a measurement."""
+    return (polarity >= MAX_ESTIMATED_RATE - 1e-6).any(0)
 
 
 ESTIMATORS = {"likelihood": likelihood_rates, "confident": confident_rates, "mixture": mixture_rates}

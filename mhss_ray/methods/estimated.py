@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..config import MethodConfig
-from ..noise import ESTIMATORS, entry_rates
+from ..noise import ESTIMATORS, at_cap, entry_rates
 
 
 class EstimatedRates:
@@ -145,7 +145,11 @@ class EstimatedRates:
         """Per class (the trainer names them noise_rate_hat_<class>), once there is an estimate."""
         if self.polarity is None:
             return {}
-        return {"noise_rate_hat": [float(x) for x in entry_rates(self.observed, self.polarity)]}
+        return {
+            "noise_rate_hat": [float(x) for x in entry_rates(self.observed, self.polarity)],
+            # 1 where a polarity's rate is the estimator's cap (0.5), not a measurement (a rare class, a network that knows little)
+            "noise_rate_hat_capped": [int(x) for x in at_cap(self.polarity)],
+        }
 
     def state_dict(self) -> dict:
         state = {"probs": self.probs.cpu(), "polarity": None if self.polarity is None else self.polarity.cpu()}

@@ -182,6 +182,7 @@ def summarise(history: list[dict], class_names: list[str]) -> dict:
         "noise_rates": {c: last.get(f"noise_rate_{c}") for c in class_names},
         "noise_rate_mean": last.get("noise_rate"),
         "noise_rates_estimated": {c: last[f"noise_rate_hat_{c}"] for c in class_names if f"noise_rate_hat_{c}" in last} or None,
+        "noise_rates_estimated_at_cap": [c for c in class_names if last.get(f"noise_rate_hat_capped_{c}")],
         "images_per_s_mean": sum(m["images_per_s"] for m in history) / len(history),
         "total_seconds": sum(m["epoch_seconds"] for m in history),
         "checkpoint": f"checkpoint/{CHECKPOINT_FILE}",
@@ -224,10 +225,18 @@ def summary_markdown(s: dict, cfg: RunConfig) -> str:
         "| --- | --- | --- | --- |",
     ]
     estimated = s.get("noise_rates_estimated") or {}
+    capped = set(s.get("noise_rates_estimated_at_cap") or [])
     lines += [
-        f"| {c} | {_f(s['test_AP_final'][c])} | {_f(s['noise_rates'][c], '.4f', 'not known')} | {_f(estimated.get(c), '.4f', '-')} |"
+        f"| {c} | {_f(s['test_AP_final'][c])} | {_f(s['noise_rates'][c], '.4f', 'not known')} | "
+        f"{_f(estimated.get(c), '.4f', '-')}{' (cap)' if c in capped else ''} |"
         for c in s["test_AP_final"]
     ]
+    if capped:
+        lines += [
+            "",
+            f"(cap): a polarity's estimated rate of {', '.join(sorted(capped))} is the estimator's cap of 0.5, not a measurement "
+            "(too few entries of that polarity, or networks that knew too little to tell).",
+        ]
     review = s.get("review")
     if review:
         lines += ["", f"Verified labels (noise.verified): {review['verified_entries']} entries, {review['labels_changed']} corrected."]

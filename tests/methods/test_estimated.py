@@ -69,6 +69,28 @@ def test_the_likelihood_recovers_the_noise_from_a_calibrated_network_sure_or_not
         assert by_count > truth + 0.1, (by_count, truth)  # the count's error this default avoids
 
 
+@pytest.mark.parametrize("scale", [0.02, 0.07, 3.0], ids=["timid-T0.02", "timid-T0.07", "sure-T3"])
+def test_the_temperature_is_found_far_outside_its_old_range(scale):
+    """A network whose logits are the calibrated ones times `scale` (its temperature): T is fitted on a log
+    grid over [0.01, 100] and then locally (the bounded search on [0.1, 4] put T 0.07's rates 5x off)."""
+    observed, clean, probs = calibrated_column(2.0)
+    logit = torch.logit(probs.double().clamp(1e-7, 1 - 1e-7))
+    squeezed = torch.sigmoid(logit * scale).float()  # as timid (or as sure) as a network at T = scale
+    wrong, _ = wrong_entries(observed, clean)
+    truth = float(wrong.float().mean())
+    estimate = float(entry_rates(observed, likelihood_rates(observed, squeezed)))
+    assert abs(estimate - truth) < 0.02, (estimate, truth)
+
+
+def test_a_rate_at_the_cap_is_reported_as_the_cap():
+    from mhss_ray.noise import at_cap
+
+    observed, _, probs = noisy_column(wrong_pos=0.0, wrong_neg=0.0)
+    both = torch.cat([observed, 1 - observed], 1)  # the second column: every label wrong, estimated at the cap
+    polarity = likelihood_rates(both, torch.cat([probs, probs], 1))
+    assert at_cap(polarity).tolist() == [False, True]
+
+
 def test_no_noise_estimates_little_and_never_above_half():
     observed, clean, probs = noisy_column(wrong_pos=0.0, wrong_neg=0.0)
     for estimate in (likelihood_rates, confident_rates):
