@@ -122,9 +122,10 @@ def killed_space(tmp_path: Path, workers: int, trials: int = 2) -> Path:
     return space
 
 
-def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle: float = 0.0) -> bool:
+def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle: float = 0.0, orphans=None) -> bool:
     """Start `cmd`, wait until `until()` holds, then SIGKILL it and every Ray process it started.
-    Returns False if the command ended on its own first."""
+    Returns False if the command ended on its own first. `orphans`: SIGKILL the driver alone first, call
+    `orphans()` while the Ray processes it started live on, then kill them."""
     import signal
     import time
 
@@ -135,6 +136,10 @@ def kill_when(cmd: list[str], env: dict, until, log: Path | None = None, settle:
         time.sleep(0.2)
     time.sleep(settle)
     ended = proc.poll() is not None
+    if not ended and orphans is not None:
+        proc.kill()  # the driver alone, as `kill -9 PID` does: Ray's local cluster lives on
+        proc.wait()
+        orphans()
     if not ended:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     proc.wait()

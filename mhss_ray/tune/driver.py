@@ -20,6 +20,7 @@ from .checkpoint_notes import read_reported, restored_as, rows_to_report_again, 
 from ..study_record import SHARED_ROW
 from .cluster import study_path
 from .console import summary_metrics, trial_line
+from .lock import DriverWatch
 from .space import BASELINE_KEY, StudySpec
 from .warmup_share import PREFIX_KEY, fork_identity, load_fork, save_fork
 
@@ -89,8 +90,13 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
             session.report(row)
     node_id = _node_id()
     local_storage = None if "://" in str(spec.tune.storage_path) else study_path(spec)
+    driver = DriverWatch(study_path(spec))
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        gone = driver.gone()
+        if gone:  # the driver was killed: write nothing more into the study (its --resume trains this epoch again)
+            log(f"stopping without reporting epoch {metrics.get('epoch')}: the mhss-tune that started this trial is gone ({gone})")
+            os._exit(0)
         # torch_threads: what the trial computed with (Ray's per-CPU default when runtime.threads is unset); the
         # analysis writes it into best_config_<study>.yaml, since another count changes the float sums
         row = {**metrics, **shown, "node_id": node_id, "torch_threads": torch.get_num_threads()}

@@ -180,3 +180,28 @@ class StudyLock:
                 self.fs.delete_file(self.file)
         except OSError:
             pass
+
+
+class DriverWatch:
+    """A trial's view of the driver that started it: the study lock's token when the trial began. Before
+    the trial writes into the study, `gone()` says whether that driver has ended (its pid on this host, its
+    heartbeat elsewhere) or another holds the study: a trial of a killed driver then stops instead of
+    writing beside the trials of a `--resume` (Ray's local cluster outlives a SIGKILLed driver)."""
+
+    def __init__(self, study_path: str):
+        self.lock = StudyLock(study_path)
+        holder = self.lock.holder()
+        self.token = (holder or {}).get("token")  # None: no driver holds a lock (train_point called directly)
+
+    def gone(self) -> str | None:
+        if self.token is None:
+            return None
+        try:
+            holder = self.lock.holder()
+        except OSError:
+            return None  # a storage hiccup is not a dead driver
+        if holder is None:
+            return "its lock was released"
+        if holder.get("token") != self.token:
+            return f"another mhss-tune (pid {holder.get('pid')} on {holder.get('host')}) holds the study now"
+        return self.lock._gone(holder)
