@@ -65,6 +65,12 @@ class Method:
         self.stats = SelectionStats(observed, clean)
         self.epoch = 0
 
+    notes: list[str] = []  # lines the trainer says at the run's start (a setting the method could not follow, and why)
+
+    def final_note(self) -> str | None:
+        """A line the trainer says after the last epoch (e.g. an onset that never came), or None."""
+        return None
+
     def begin_epoch(self, epoch: int) -> None:
         """Called before the first batch of each epoch (0-based)."""
         self.epoch = epoch

@@ -40,13 +40,15 @@ class EstimatedRates:
         networks: int = 2,
         shift: float = 0.0,
         estimating: bool = True,
+        plain_views: bool | None = None,
     ):
         self.observed = observed
         self.shift = shift  # logit(p*): the recorded probabilities are sigmoid(z - shift), 0.5 where ASL's two losses are equal
         self.estimator = ESTIMATORS[cfg.noise_rate_estimator]
         self.estimating = estimating
         self.every_epoch = cfg.noise_rate_refresh == "every_epoch" and estimating
-        self.plain_views = cfg.onset == "plateau"  # probabilities from the eval pass over each fold (take), not training
+        # probabilities from the eval pass over each fold (take), not training: the onset's plateau (None: as cfg says)
+        self.plain_views = cfg.onset == "plateau" if plain_views is None else plain_views
         # 0-based epoch after which the estimates stay and the folds rejoin (without every_epoch); None: not known yet
         self.last_refresh = last_refresh
         n = observed.shape[0]

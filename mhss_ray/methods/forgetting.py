@@ -19,6 +19,18 @@ from .onset import PlateauOnset
 from .selection import RejectsSmallLoss, forget_rates
 
 
+MIN_ONSET_FOLD = 20  # held-out images below which a plateau of their mAP says nothing (the onset falls back to the clock)
+
+
+def fold_too_small(cfg: MethodConfig, observed: torch.Tensor) -> str | None:
+    """Why the held-out fold cannot tell the onset (too few images, or no class with both labels among them), else None."""
+    size = int(round(cfg.noise_rate_holdout * observed.shape[0]))
+    if size < MIN_ONSET_FOLD:
+        share = f"noise_rate_holdout {cfg.noise_rate_holdout:g} of {observed.shape[0]}"
+        return f"the held-out fold holds {size} images ({share}; under {MIN_ONSET_FOLD})"
+    return None
+
+
 class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
     num_networks = 2
 
@@ -30,12 +42,24 @@ class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
         self.split = eps_pm is not None  # per-polarity rates (polarity_rates: split)
         self.prepare(epochs)
         self.set_rates(eps_c, eps, eps_pm)
-        self.plateau = PlateauOnset(cfg.onset_patience) if cfg.onset == "plateau" else None
+        too_few = cfg.onset == "plateau" and fold_too_small(cfg, observed)
+        if too_few:  # the fixed epoch as the fallback, said at the run's start (Method.notes)
+            self.notes = [
+                f"method.onset: plateau: {too_few}: too few to tell when memorisation starts; {cfg.name} forgets on the clock "
+                f"instead (from epoch {self.clock_onset() + 1}, as method.onset: clock)"
+            ]
+        self.plateau = PlateauOnset(cfg.onset_patience) if cfg.onset == "plateau" and not too_few else None
         self.onset: int | None = None if self.plateau is not None else self.clock_onset()  # the first selecting epoch, 0-based
         estimating = cfg.noise_rate_source == "estimated"
         self.estimated = (
             EstimatedRates(
-                cfg, observed, None if self.plateau else self.estimate_until(), seed, shift=loss_fn.positive_logit(), estimating=estimating
+                cfg,
+                observed,
+                None if self.plateau else self.estimate_until(),
+                seed,
+                shift=loss_fn.positive_logit(),
+                estimating=estimating,
+                plain_views=self.plateau is not None,
             )
             if estimating or self.plateau is not None
             else None
@@ -88,6 +112,14 @@ class ForgettingMethod(RejectsSmallLoss, RateEstimation, Method):
                 self.estimated.last_refresh = epoch
                 found["onset"] = self.onset
         return {**super().end_epoch(epoch), **found}
+
+    def final_note(self) -> str | None:
+        if self.plateau is not None and self.onset is None:
+            return (
+                f"onset: none: the held-out images' mAP reached a new best within every {self.cfg.onset_patience} epochs to the "
+                f"last; {self.cfg.name} never forgot or corrected (it trained as its base loss on every label)"
+            )
+        return None
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -341,6 +341,8 @@ class Trainer:
                 save_checkpoint(ckpt_dir, self.state_dict(epoch))
                 report(metrics, ckpt_dir)
             history.append(metrics)
+        if history and history[-1]["epoch"] == epochs and (note := self.method.final_note()):
+            log(note)
         return history
 
     def _say_what_trains(self, log: Callable[[str], None]) -> None:
@@ -350,7 +352,7 @@ class Trainer:
             f"{self.data.num_classes} classes; noise {cfg.noise.mode}, {self.noise_summary()}; "
             f"method {cfg.method.name} on {len(self.networks)} x {cfg.model.name}, device {self.rt.device}"
         )
-        for line in self.review_lines:
+        for line in [*self.review_lines, *self.method.notes]:
             log(line)
 
 

@@ -103,4 +103,27 @@ def test_mhss_train_at_the_onset_reports_the_folds_score_until_then_and_says_whe
         assert scored[-1] == onsets[0]["epoch"] and onsets[0]["onset"] == onsets[0]["epoch"]
         assert said == [f"onset: the held-out images' mAP has not risen for 1 epoch; mhss selects from epoch {onsets[0]['epoch'] + 1} on"]
     else:
-        assert scored == [1, 2, 3, 4, 5] and said == []
+        assert scored == [1, 2, 3, 4, 5] and said == [
+            "onset: none: the held-out images' mAP reached a new best within every 1 epochs to the last; mhss never forgot or "
+            "corrected (it trained as its base loss on every label)"
+        ]
+
+
+def test_an_onset_that_cannot_be_told_falls_back_to_the_clock_and_one_that_never_comes_is_said():
+    """A fold too small to judge: the paper's fixed epoch, said at the start; a rule that never fires: said at the end."""
+    from mhss_ray.train.loop import Trainer
+
+    said = []
+    small = Trainer(tiny_config(data={"n_train": 64}, method={"name": "mhss", "q": 1, "onset": "plateau"}, schedule={"epochs": 6}))
+    assert small.method.plateau is None and small.method.onset == small.method.clock_onset() == 2  # max(q + 1, 2) epochs
+    small.run(lambda m, d: None, log=said.append)
+    assert any(
+        line.startswith("method.onset: plateau: the held-out fold holds 13 images (noise_rate_holdout 0.2 of 64; under 20): too few")
+        and line.endswith("mhss forgets on the clock instead (from epoch 3, as method.onset: clock)")
+        for line in said
+    ), said
+    said.clear()
+    never = Trainer(tiny_config(method={"name": "coteaching", "onset": "plateau", "onset_patience": 5}, schedule={"epochs": 3}))
+    never.run(lambda m, d: None, log=said.append)
+    assert never.method.onset is None and not bool(never.method.tau().any())  # it never forgot
+    assert said[-1].startswith("onset: none: the held-out images' mAP reached a new best within every 5 epochs to the last")
