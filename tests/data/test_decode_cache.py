@@ -276,7 +276,7 @@ def test_damaged_entry_is_named_with_what_to_do(manifest_run, tmp_path, damage):
         assert len(lines) == 1 and len(lines[0]) < 300 and "Traceback" not in proc.stderr, proc.stderr
         assert str(folder) in lines[0] and "delete that folder" in lines[0] and "data.cache_dir: off" in lines[0]
         assert "on_bad_image" not in lines[0]  # the image files are fine: never suggest dropping them
-        # nothing of the run but its config: --resume trains it once the entry is gone
-        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".mhss-run", "config.yaml"]
+        # nothing of the run (the same command trains it once the entry is gone), and the cache it did not start is kept
+        assert not (tmp_path / "run").exists() and (folder / "index.npy").exists()
     finally:
         target.write_bytes(good)
