@@ -15,6 +15,9 @@ from ..conftest import tiny_config
 def test_the_onset_comes_after_patience_epochs_without_a_new_best():
     plateau = PlateauOnset(patience=2)
     assert [plateau.update(s) for s in (50.0, 60.0, 65.0, 64.0, 65.0)] == [False, False, False, False, True]  # a tie is no progress
+    # a stall at the start, before the network has learnt anything, is a slow start, not memorisation
+    slow = PlateauOnset(patience=2)
+    assert [slow.update(s) for s in (26.0, 26.5, 27.9, 27.0, 40.0, 60.0, 59.0, 58.0)] == [False] * 7 + [True]
     again = PlateauOnset(patience=2)
     again.load_state_dict(plateau.state_dict())
     assert again.scores == plateau.scores
