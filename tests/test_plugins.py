@@ -325,7 +325,7 @@ def test_a_study_of_a_plugin_that_answers_wrong_ends_in_one_line_and_its_analysi
         "runtime": {"device": "cpu", "threads": 1},
         "search": {"optim.lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2}},
         "tune": {
-            "num_samples": 2, "max_concurrent_trials": 2, "baselines": [], "scheduler": {"name": "fifo"}, "max_failures": 0,
+            "num_samples": 1, "max_concurrent_trials": 1, "baselines": [], "scheduler": {"name": "fifo"}, "max_failures": 0,
             "search_alg": {"name": "random", "seed": 0}, "resources": {"workers": 0, "cpus_per_worker": 1},
         },
     }  # fmt: skip
@@ -348,5 +348,5 @@ def test_a_study_of_a_plugin_that_answers_wrong_ends_in_one_line_and_its_analysi
     analyze = cli("analyze_main", tmp_path / "studies" / "space", "--out", tmp_path / "analysis")
     assert analyze.returncode == 0, analyze.stderr[-3000:]
     summary = (tmp_path / "analysis" / "summary.md").read_text()
-    assert "2 errored" in summary and "None: no trial reported" in summary
+    assert "1 errored" in summary and "None: no trial reported" in summary
     assert "|  |" not in summary and "\n|\n" not in summary, summary
