@@ -185,6 +185,24 @@ def register_dataset(name: str, build: Callable, class_names: Callable, **capabi
     return DATASETS.add(DatasetSpec(name, build, class_names, **capabilities))
 
 
+def call_entry(what: str, fn: Callable, *args):
+    """Call a registered entry's own code (a plugin's check_search, suspected, ...): a UserError passes as it is,
+    anything else it raises becomes one line naming it, its file and what it raised, never a traceback."""
+    try:
+        return fn(*args)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin's own code raises
+        import inspect
+
+        try:
+            where = f" ({inspect.getsourcefile(fn)})"
+        except TypeError:
+            where = ""
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UserError(f"{what}{where} raised {type(exc).__name__}{': ' + detail if detail else ''}") from None
+
+
 def own_keys(spec) -> tuple[str, ...]:
     """The keys a method or dataset reads: the shared ones it names, then its own (its params dataclass)."""
     import dataclasses

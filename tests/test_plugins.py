@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from mhss_ray.cli import train_main
+from mhss_ray.errors import UserError
 from mhss_ray.data.base import DataBundle, InMemoryImages, Split
 from mhss_ray.methods.base import Method, MethodInputs, Selection
 from mhss_ray.registry import DATASETS, METHODS, register_dataset, register_method
@@ -87,6 +88,37 @@ def test_a_method_and_a_dataset_registered_outside_the_package_train_through_mhs
         audit_main(["--from", str(tmp_path / "run"), "--out", str(tmp_path / "suspects.csv")])
     assert exit_.value.code == 0
     assert "0 suspected label errors" in capsys.readouterr().out
+
+    def broken(self, losses, observed):  # a plugin's own code that raises: one line naming it and its file
+        raise KeyError("class 7")
+
+    DropLoudest.suspected = broken
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            audit_main(["--from", str(tmp_path / "run"), "--out", str(tmp_path / "again.csv")])
+    finally:
+        del DropLoudest.suspected
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f"method toy-drop-loudest: suspected ({__file__}) raised KeyError: 'class 7'" in err and not (tmp_path / "again.csv").exists()
+
+
+def test_a_plugin_whose_check_search_raises_is_one_line(tmp_path):
+    from mhss_ray.tune.space import load_space
+
+    def check_search(dims, cfg):
+        return [1 / 0]
+
+    register_method("toy-checks", keys=("alpha",), check_search=check_search, summary="test only")(DropLoudest)
+    try:
+        space = tmp_path / "space.yaml"
+        space.write_text(
+            yaml.safe_dump({"method": {"name": "toy-checks"}, "search": {"method.alpha": {"dist": "uniform", "low": 0.5, "high": 1}}})
+        )
+        with pytest.raises(UserError, match=f"method toy-checks: check_search \\({__file__}\\) raised ZeroDivisionError: division by zero"):
+            load_space(str(space), [], plan_only=True)
+    finally:
+        METHODS.remove("toy-checks")
 
 
 def test_registered_names_are_checked_and_listed_like_the_built_in_ones(toy_entries, tmp_path, capsys):

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..noise import UNKNOWN
+from ..registry import call_entry
 
 COLUMNS = (
     "image", "row", "class", "observed", "proposed", "corrected", "rejected", "networks_agree", "certainty", "confidence",
@@ -68,7 +69,8 @@ def audit(trainer) -> pd.DataFrame:
         proposed = torch.where(changed & ~corrected, labels, proposed)
         corrected |= changed
     losses = [method.loss_fn(z, observed) for z in logits]
-    rejected = method.suspected(losses, observed)  # the method's own word (methods/base.py); None: it says nothing
+    name = getattr(method, "registered_name", type(method).__name__)  # the method's own word (methods/base.py); None: it says nothing
+    rejected = call_entry(f"method {name}: suspected", method.suspected, losses, observed)
     if rejected is None:
         rejected = torch.zeros_like(corrected)
     listed = corrected | (rejected & (proposed != observed))

@@ -41,7 +41,7 @@ from ..config import (
 from ..data import class_names, planned_class_names
 from ..errors import UserError
 from ..outputs import check_writable
-from ..registry import METHODS
+from ..registry import METHODS, call_entry
 from .distributions import Dimension, parse_dimension
 from .rungs import asha_rungs, check_rungs, keys_acting_in_warmup, longest_warmup
 from .warmup_share import PREFIX_KEY, WarmupPlan, plan_warmup
@@ -244,7 +244,8 @@ def _method_search_notes(base_cfg: RunConfig, dims: list[Dimension]) -> list[str
     for name in dict.fromkeys(names):
         check = METHODS.get(name).check_search
         if check is not None:
-            notes += [line for line in check(dims, base_cfg) if line not in notes]
+            lines = call_entry(f"method {name}: check_search", check, dims, base_cfg)
+            notes += [line for line in lines if line not in notes]
     return notes
 
 
