@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from glob import escape as glob_escape
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,9 +31,38 @@ def _mean_ap(probs: np.ndarray, labels: np.ndarray) -> float:
     return 100.0 * float(np.mean([average_precision_score(labels[:, c], probs[:, c]) for c in cols]))
 
 
+def _write_replacing(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` whole or not at all: a temporary file named after this process, then renamed."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """The temporary files of a pretraining that was killed while it wrote (their process is gone)."""
+    for tmp in out.parent.glob(f"{glob_escape(out.stem)}.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def pretrain(spec: PretrainSpec, folder: str | Path, threads: int | None = None, log: Callable[[str], None] = print) -> Path:
     """The weights file of `spec` in `folder`: found there, or trained now (minutes on 2 CPU cores)."""
     out = Path(folder) / spec.file_name()
+    remove_stale_temporaries(out)
     if out.is_file():
         log(f"pretrained start: {out} (cached)")
         return out
@@ -80,15 +110,15 @@ def pretrain(spec: PretrainSpec, folder: str | Path, threads: int | None = None,
     score = _mean_ap(held, labels[spec.images :])
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)  # tensors only: torch.load(weights_only=True) reads it
-    os.replace(tmp, out)
     about = {
         **dataclasses.asdict(spec),
         "version": VERSION,
         "held_out_mAP": round(score, 2),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    out.with_suffix(".json").write_text(json.dumps(about, indent=1) + "\n")
+    # the record first, the weights last: a run killed between them leaves no weights, so the next one trains
+    _write_replacing(out.with_suffix(".json"), lambda f: f.write_text(json.dumps(about, indent=1) + "\n"))
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}  # tensors only: torch.load(weights_only=True) reads it
+    _write_replacing(out, lambda f: torch.save(state, f))
     log(f"held-out mAP on the glyph task {score:.2f}; wrote {out} ({time.perf_counter() - start:.0f} s)")
     return out

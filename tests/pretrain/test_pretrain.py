@@ -25,9 +25,19 @@ def test_the_images_are_the_same_for_a_seed_and_show_what_their_labels_say():
 
 
 def test_a_pretrained_file_is_made_once_named_by_its_spec_and_loads_into_a_run(tmp_path):
+    import subprocess
+    import sys
+
     said = []
+    (tmp_path / "a").mkdir()
+    mine = tmp_path / "a" / "my-notes.pth"  # a user's file in the same folder stays as it is
+    mine.write_bytes(b"keep me")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / "a" / f"{SMALL.file_name()}.{gone}.tmp"  # what a pretraining killed while it wrote left
+    stale.write_bytes(b"half")
     path = pretrain(SMALL, tmp_path / "a", threads=1, log=said.append)
     assert path.name == SMALL.file_name() and path.with_suffix(".json").is_file() and not list(path.parent.glob("*.tmp"))
+    assert mine.read_bytes() == b"keep me"
     again = pretrain(SMALL, tmp_path / "a", threads=1, log=said.append)
     assert again == path and said[-1].endswith("(cached)")
     twin = pretrain(SMALL, tmp_path / "b", threads=1, log=lambda _: None)  # made again elsewhere: bit for bit
