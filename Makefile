@@ -22,6 +22,7 @@ demo: $(STAMP)
 # the analysis notebook, headless, on MHSS_STUDY (default runs/studies/demo, after `make demo`): the
 # executed copy, with every table and plot, goes to $(NOTEBOOK_OUT)/explore_study.ipynb
 notebook: $(STAMP)
+	@$(BIN)/python -m mhss_ray.analysis.notebook_ready
 	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
 		--output-dir $(NOTEBOOK_OUT) analysis/explore_study.ipynb
 	@echo "open it with: $(BIN)/pip install jupyterlab && $(BIN)/jupyter lab $(NOTEBOOK_OUT)/explore_study.ipynb"

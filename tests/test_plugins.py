@@ -382,3 +382,10 @@ def test_a_study_of_a_plugin_that_answers_wrong_ends_in_one_line_and_its_analysi
     summary = (tmp_path / "analysis" / "summary.md").read_text()
     assert "1 errored" in summary and "None: no trial reported" in summary
     assert "|  |" not in summary and "\n|\n" not in summary, summary
+    # `make notebook` on it: one line, not a notebook that stops in its third cell
+    ready = subprocess.run(
+        [sys.executable, "-m", "mhss_ray.analysis.notebook_ready"],
+        env={**env, "MHSS_STUDY": str(tmp_path / "studies" / "space")}, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert ready.returncode == 2 and len(ready.stderr.strip().splitlines()) == 1, ready.stderr
+    assert "no trial has reported an epoch yet (1 errored); nothing to explore" in ready.stderr
