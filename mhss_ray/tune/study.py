@@ -117,6 +117,15 @@ def refusal(results) -> str | None:
     return None
 
 
+def _has_trial_state(path: str) -> bool:
+    """Whether Tune has recorded the experiment's trials there (an experiment_state-*.json file)."""
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    selector = pyarrow.fs.FileSelector(inner, allow_not_found=True)
+    return any(i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json") for i in fs.get_file_info(selector))
+
+
 def prefix_path(spec: StudySpec) -> str:
     return f"{study_path(spec)}/{PREFIX_FOLDER}"
 
@@ -138,6 +147,10 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
         print(f"shared warm-up: {fork_uri(study, epoch)}: {problem}; training the prefix again", flush=True)
     if damaged:  # its Tune checkpoint is past the damaged epoch: only a fresh prefix run writes that fork again
         discard_forks(study, damaged)
+    elif holds_study(prefix_path(spec)) and not _has_trial_state(prefix_path(spec)):
+        # killed before Tune recorded the prefix's trial (only tuner.pkl written): a restore would start a trial
+        # without the prefix's point, which then looks for forks that do not exist; start the prefix afresh
+        discard_forks(study, [])
     print(f"shared warm-up: training epochs 1-{plan.epochs} once for the {plan.trials} searched trials", flush=True)
     if holds_study(prefix_path(spec)):
         tuner = tune.Tuner.restore(prefix_path(spec), trainable=_trainable(spec), resume_errored=True)
