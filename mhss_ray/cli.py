@@ -103,6 +103,7 @@ def _train(argv) -> int:
         check_writable(folder.path, "--out")
         check_room(folder.path, 2 * checkpoint_bytes(cfg), "--out", "this run's checkpoint (twice, while one replaces the other)")
         cache_was_there = bool(cfg.data.cache_dir) and Path(str(cfg.data.cache_dir)).expanduser().exists()
+        out_was_there = folder.path.exists()
         folder.create(cfg, overwrite=args.overwrite, config_file=args.config)
     try:
         trainer.run(folder.report, log=lambda line: print(line, flush=True))
@@ -110,7 +111,7 @@ def _train(argv) -> int:
         # found only while training (an image that does not decode, a plugin's wrong answer) before a new run
         # recorded an epoch: leave nothing half-written, the decode cache this run started included
         if not args.resume and not folder.metrics_file.exists():
-            folder.discard(None if cache_was_there else cfg.data.cache_dir)
+            folder.discard(not out_was_there, None if cache_was_there else cfg.data.cache_dir)
         raise
     summary = folder.write_summary(cfg, trainer.data.class_names, trainer.review)
     print(

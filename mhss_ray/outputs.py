@@ -108,6 +108,17 @@ def remove_owned(folder: Path, kind: FolderKind) -> None:
     folder.rmdir()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def user_mode(directory: bool = True) -> int:
     """The permissions a new file or folder gets under the user's umask (tempfile uses 0700)."""
     mask = os.umask(0)

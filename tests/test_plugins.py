@@ -166,12 +166,17 @@ def test_a_plugin_whose_selections_do_not_fit_its_networks_is_refused_at_its_fir
                     }
                 )
             )
+            if alpha == 2.0:
+                (tmp_path / f"run-{alpha}").mkdir()
             with pytest.raises(SystemExit) as exit_:
                 train_main(["--config", str(config), "--out", str(tmp_path / f"run-{alpha}")])
             err = capsys.readouterr().err.strip()
             assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
             assert f"method toy-one-answer ({__file__}): select()" in err and words in err, err
-            assert not (tmp_path / f"run-{alpha}").exists()  # nothing half-written
+            if alpha == 1.0:
+                assert not (tmp_path / f"run-{alpha}").exists()  # nothing half-written
+            else:  # an empty folder the user gave as --out stays, empty
+                assert (tmp_path / f"run-{alpha}").is_dir() and not any((tmp_path / f"run-{alpha}").iterdir())
     finally:
         METHODS.remove("toy-one-answer")
 

@@ -46,7 +46,7 @@ import torch
 import xxhash
 
 from ..errors import UserError
-from ..outputs import check_writable, inside
+from ..outputs import check_writable, inside, pid_alive
 from .transforms import CROP_SCALE
 
 VERSION = 2  # 2: a checksum per image in the index
@@ -289,13 +289,7 @@ def _size_on_disk(folder: Path) -> int:
 
 
 def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+    return not pid_alive(pid)
 
 
 def _remove_unfinished(cache_dir: Path, entry: str) -> None:

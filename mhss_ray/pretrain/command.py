@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..outputs import pid_alive
 from .spec import VERSION, PretrainSpec
 
 HELD_OUT = 1000  # images kept out of training, to report how well the task was learnt
@@ -45,18 +46,8 @@ def remove_stale_temporaries(out: Path) -> None:
     """The temporary files of a pretraining that was killed while it wrote (their process is gone)."""
     for tmp in out.parent.glob(f"{glob_escape(out.stem)}.*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pretrain(spec: PretrainSpec, folder: str | Path, threads: int | None = None, log: Callable[[str], None] = print) -> Path:

@@ -68,10 +68,13 @@ class RunFolder:
         except OSError as exc:  # a read-only mount, a full disk: what os.access cannot foresee
             raise UserError(f"--out {self.path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
 
-    def discard(self, cache_dir: str | None = None) -> None:
-        """Remove a run that stopped before its first epoch (and `cache_dir`, a decode cache it started)."""
+    def discard(self, created: bool, cache_dir: str | None = None) -> None:
+        """Remove a run that stopped before its first epoch: what it wrote in its folder, the folder itself only
+        if the run `created` it (an empty folder the user gave stays), and `cache_dir`, a decode cache it started."""
         if self.path.is_dir() and RUN.owns(self.path):
             remove_owned(self.path, RUN)
+            if not created:
+                self.path.mkdir()
         if cache_dir and cache_dir != "off" and "://" not in str(cache_dir):
             shutil.rmtree(Path(str(cache_dir)).expanduser(), ignore_errors=True)
 

@@ -21,21 +21,12 @@ import time
 import uuid
 
 from ..errors import UserError
+from ..outputs import pid_alive
 from ..study_record import filesystem
 
 LOCK_FILE = "mhss_study.lock"
 HEARTBEAT_S = 30.0
 STALE_S = 4 * HEARTBEAT_S
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _process_started(pid: int) -> int | None:
@@ -82,7 +73,7 @@ class StudyLock:
         if holder.get("host") == socket.gethostname() and isinstance(pid, int):
             # on this host the process itself is the truth: a live holder keeps its lock however old its
             # heartbeat (a driver stopped with Ctrl-Z, or starved), unless its pid now names another process
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return f"pid {pid} on this host has ended"
             started = holder.get("pid_started")
             if started is not None and _process_started(pid) not in (None, started):
