@@ -109,8 +109,11 @@ def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
     def nothing_written_after_the_driver_died():
         # the prefix run's trial outlives a SIGKILLed driver (Ray's local cluster does): it must not go on
         # writing into the study (it wrote the next fork 2.5 s later), where a --resume would run beside it
+        killed_at = time.time()
         time.sleep(6)  # epochs of this tiny prefix take about a second: without the check, epoch 3 came 2.5 s after the kill
-        assert not (prefix / "forks" / "epoch_3" / DONE_FILE).exists()
+        # on a busy machine epoch 3 may have been checked and written before the kill landed: judge by when
+        written = {p.parent.name: p.stat().st_mtime - killed_at for p in (prefix / "forks").glob(f"*/{DONE_FILE}")}
+        assert all(after < 1.0 for after in written.values()), written  # 1 s: a check, then the fork's write
 
     # killed as soon as the prefix's trial itself has written the fork after epoch 2 (its result row may come later)
     forked_two = lambda: (prefix / "forks" / "epoch_2" / DONE_FILE).exists()  # noqa: E731
