@@ -160,10 +160,9 @@ def run_killed_study(tmp_path: Path, workers: int, trials: int = 2):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
     start = f"import os; os.chdir({str(tmp_path)!r}); from mhss_ray.cli import tune_main; tune_main()"
     cmd = [sys.executable, "-c", start, "--space", str(killed_space(tmp_path, workers, trials)), "--storage", "runs/studies"]
-    # in-process: the snapshot feeds tests/analysis, which reads the trials from Tune's experiment
-    # state (saved every few seconds); the Ray Train variant keeps the kill right at the report
-    settle = 1.0 if workers == 0 else 0.0
-    kill_when(cmd, env, lambda: any(len(e) >= 2 for e in reported_epochs(storage).values()), settle=settle)
+    # a second after the report: the snapshot feeds tests/analysis, which reads the trials from Tune's
+    # experiment state (saved every few seconds). Ray Train's kill: tests/tune/test_warmup_share.py
+    kill_when(cmd, env, lambda: any(len(e) >= 2 for e in reported_epochs(storage).values()), settle=1.0)
     snapshot = tmp_path / "snapshot"
     shutil.copytree(storage, snapshot)
     return storage, cmd, env, snapshot

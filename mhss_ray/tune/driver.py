@@ -10,6 +10,7 @@ checkpoint and continues from that epoch.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -191,6 +192,7 @@ def worker_main(loop_config: dict) -> None:
 
         torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" means this worker's GPU
     train_point(loop_config["spec"], loop_config["point"], loop_config["trial_id"], ray.train, stop=stop_at_exit())
+    gc.freeze()  # this process ends with the run: its exit skips the garbage collection of everything torch made
 
 
 # ----------------------------------------------------------------------------- Ray Train (workers >= 1)
@@ -305,3 +307,4 @@ def trial_main(config: dict, spec: StudySpec) -> None:
         run_in_process(config, spec)
     else:
         run_train(config, spec)
+    gc.freeze()  # Tune ends this actor's process with the trial (no actor reuse): skip its last garbage collection

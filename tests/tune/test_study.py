@@ -17,7 +17,6 @@ from tests.studies import (
     kill_when,
     reported_epochs,
     run_demo_study,
-    run_killed_study,
     tiny_demo_space,  # noqa: F401
 )
 
@@ -180,31 +179,6 @@ def test_study_killed_three_times_ends_like_an_uninterrupted_one(tmp_path, kille
     import tempfile
 
     assert not [t for t in final if (Path(tempfile.gettempdir()) / f"mhss-ckpt-{t}").exists()]
-
-
-def test_killed_ray_train_study_resumes_from_its_checkpoints(tmp_path):
-    storage, cmd, env, _ = run_killed_study(tmp_path, workers=1, trials=1)  # one Train run: the path under test, quicker
-    before = reported_epochs(storage)
-    assert before and max(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
-
-    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = reported_epochs(storage)
-    assert len(after) == 1 and all(e[-1] == 6 for e in after.values()), after
-    for trial_id, epochs in before.items():
-        # the interrupted trial went on from its checkpoint: no restart at epoch 1 after the kill
-        assert after[trial_id].count(1) == 1, after[trial_id]
-        assert after[trial_id][: len(epochs)] == epochs
-        # every epoch on record, none skipped. Ray Train persists an epoch's checkpoint before Tune
-        # hears of it, and the forwarding queue holds one epoch while the next one's put waits, so a
-        # kill can leave persisted epochs unreported (seen: [1, 4, 5, 6] before the restarted trial
-        # reported them from their checkpoints' metrics). Re-reports, as with in-process trials, are
-        # bounded by Tune's snapshots (see the three-kill test).
-        assert sorted(set(after[trial_id])) == [1, 2, 3, 4, 5, 6] and len(after[trial_id]) <= 8, after[trial_id]
-    # the storage was the relative runs/studies: each Train run and its checkpoints live in the study
-    # (resolved in a trial's own process they landed under Ray's session folder, and --resume
-    # restarted every trial at epoch 1)
-    assert checkpoints_outside(storage / "resume") == [] and list((storage / "resume").glob("train-*/checkpoint_*"))
 
 
 def test_sewerml_space_runs_from_a_relative_data_root(tmp_path, cli_env):

@@ -18,7 +18,7 @@ from mhss_ray.errors import UserError
 from mhss_ray.tune.warmup_share import DONE_FILE, FOLDER, discard_forks, fork_problem, load_fork, save_fork
 
 from ..conftest import REPO
-from ..studies import kill_when, reported_epochs, result_rows
+from ..studies import checkpoints_outside, kill_when, reported_epochs, result_rows
 from tests.conftest import TEST_MODEL
 
 # MHSS on a tiny budget: trials differ only in what acts after the warm-up (alpha, theta, the warm-up's length)
@@ -178,16 +178,41 @@ def test_a_trial_never_starts_from_a_damaged_or_foreign_fork(tmp_path):
         load_fork(study, 2, str(tmp_path / "missing"), ours)
 
 
-def test_ray_train_trials_fork_from_a_prefix_trained_by_ray_train(tmp_path):
-    # two trials (one wave after the prefix): each Ray Train run starts its own worker, the slow part on CPU
-    folder, cmd, env = study(tmp_path, "train", "tune.resources.workers=1", "tune.num_samples=2")
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "shared warm-up: done" in done.stdout
+def test_a_ray_train_study_forked_from_a_ray_train_prefix_resumes_from_its_checkpoints(tmp_path):
+    """Ray Train end to end in one study (each Train run starts its own worker, the slow part on CPU): the
+    prefix trained by Ray Train, its forks loaded by Ray Train trials, and a SIGKILL once a forked trial has
+    trained an epoch of its own, then --resume from the trials' checkpoints. The storage is relative, as in
+    every shipped space: each Train run and its checkpoints must live in the study (resolved in a trial's own
+    process they landed under Ray's session folder, and --resume restarted every trial at epoch 1)."""
+    folder, cmd, env = study(tmp_path, "train", "tune.resources.workers=1", "tune.num_samples=2", "schedule.epochs=6")
+    cmd[2] = f"import os; os.chdir({str(tmp_path)!r}); from mhss_ray.cli import tune_main; tune_main()"
+    cmd[cmd.index("--storage") + 1] = "studies"
+
+    def searched() -> dict[str, list[dict]]:
+        prefix = set(result_rows(folder / FOLDER))
+        return {t: rows for t, rows in result_rows(folder).items() if t not in prefix}
+
+    trained_its_own = lambda: any(not r.get("shared_warmup") for rows in searched().values() for r in rows)  # noqa: E731
+    log = tmp_path / "killed.log"
+    assert kill_when(cmd, env, trained_its_own, log), "the study ended before the kill"
+    assert "shared warm-up: done" in log.read_text()
+    before = {t: [r["epoch"] for r in rows] for t, rows in searched().items()}
+    assert before and min(len(e) for e in before.values()) < 6, f"the kill should land mid-trial: {before}"
+
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert sorted(p.parent.name for p in (folder / FOLDER / "forks").glob(f"*/{DONE_FILE}")) == ["epoch_2", "epoch_3"]
-    rows = by_point(folder)
-    assert len(rows) == 2 and all([r["epoch"] for r in trial] == [1, 2, 3, 4] for trial in rows.values())
-    # the rows each trial copied from the prefix are the prefix's own
-    prefix = next(r for r in result_rows(folder / FOLDER).values())
-    for trial in rows.values():
-        assert [r["val_mAP"] for r in trial[:2]] == [r["val_mAP"] for r in prefix[:2]]  # every warm-up lasts 2 epochs or more
+    rows = searched()
+    assert len(rows) == 2, rows.keys()
+    prefix = next(iter(result_rows(folder / FOLDER).values()))
+    for trial_id, trial in rows.items():
+        epochs = [r["epoch"] for r in trial]
+        # the trial went on from its checkpoint: no second fork, no restart at epoch 1 after the kill. Every
+        # epoch on record, none skipped: Ray Train persists an epoch's checkpoint before Tune hears of it, and
+        # the forwarding queue holds one epoch while the next one's put waits, so a kill can leave persisted
+        # epochs unreported until the restarted trial reports them from their checkpoints' metrics
+        assert epochs.count(1) == 1 and epochs[: len(before.get(trial_id, []))] == before.get(trial_id, []), epochs
+        assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6] and epochs[-1] == 6 and len(epochs) <= 8, epochs
+        # the rows each trial copied from the prefix are the prefix's own (every warm-up lasts 2 epochs or more)
+        assert [r["val_mAP"] for r in trial[:2]] == [r["val_mAP"] for r in prefix[:2]]
+    assert checkpoints_outside(folder) == [] and list(folder.glob("train-*/checkpoint_*"))
