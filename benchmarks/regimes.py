@@ -213,6 +213,10 @@ def cell_table(cell: str, runs: list[dict]) -> list[str]:
         lines += ["| difference | mean [95% interval] |", "| --- | --- |"]
         lines += [f"| {a} − {b} | {paired(by[a], by[b])} |" for a, b in extra]
         lines.append("")
+    clean = by["asl-clean"]
+    if clean and c.epochs > 10:  # is the schedule long enough? the clean bound should have stopped gaining
+        gains = [r["test_mAP"][-1] - r["test_mAP"][-11] for r in clean]
+        lines += [f"Clean ASL's gain over its last 10 epochs: {_ms(gains)} (a schedule long enough gains < 0.3).", ""]
     if by["mhss"] and asl and by["asl-clean"]:
         gap = np.mean([r["final"] for r in by["asl-clean"]]) - np.mean([r["final"] for r in asl])
         closed = np.mean([r["final"] for r in by["mhss"]]) - np.mean([r["final"] for r in asl])
@@ -244,9 +248,11 @@ def plot(cell: str, runs: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def write_tables(store: dict) -> str:
+def write_tables(store: dict, folder: Path = RESULTS) -> str:
+    """regimes.json, regimes.md and the plots, into `folder` (the store's own: a trial store elsewhere leaves the
+    committed tables alone)."""
     rows = [row(k, r) for k, r in sorted(store["runs"].items())]
-    (RESULTS / "regimes.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (folder / "regimes.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         "# The regime map",
         "",
@@ -262,9 +268,9 @@ def write_tables(store: dict) -> str:
         runs = [r for r in rows if r["cell"] == cell]
         if runs:
             lines += cell_table(cell, runs)
-            plot(cell, runs, RESULTS / "regimes" / f"{cell}.png")
+            plot(cell, runs, folder / "regimes" / f"{cell}.png")
     md = "\n".join(lines)
-    (RESULTS / "regimes.md").write_text(md + "\n")
+    (folder / "regimes.md").write_text(md + "\n")
     return md
 
 
@@ -298,7 +304,7 @@ def main(argv=None) -> int:
                         f"   -> final {np.mean(r['curve_test_mAP'][-3:]):.2f}, peak {max(r['curve_test_mAP']):.2f}, {r['seconds']:.0f} s",
                         flush=True,
                     )
-    print(write_tables(load_store(path)))
+    print(write_tables(load_store(path), path.parent))
     return 0
 
 
