@@ -290,9 +290,11 @@ class Trainer:
         scratch: str | Path | None = None,
         stop: threading.Event | None = None,
         until: int | None = None,
+        stop_after: Callable[[dict], bool] | None = None,
     ) -> list[dict]:
-        """Train the remaining epochs (up to epoch `until` only, when given: a shared warm-up's prefix run);
-        call `report(metrics, checkpoint_dir)` after each one. Once `stop` is set the run ends at the next
+        """Train the remaining epochs (up to epoch `until` only, when given: a shared warm-up's prefix run,
+        or up to the first epoch whose metrics `stop_after` holds: one that stops at its onset); call
+        `report(metrics, checkpoint_dir)` after each one. Once `stop` is set the run ends at the next
         batch (SystemExit 0: a Tune trial stopped by its scheduler).
 
         Each checkpoint is written to a scratch folder that `report` copies: a fresh temporary one,
@@ -323,6 +325,8 @@ class Trainer:
             if not main:  # the first worker evaluates and checkpoints; the others only train
                 report(metrics, None)
                 history.append(metrics)
+                if stop_after is not None and stop_after(metrics):
+                    break
                 continue
             metrics.update(self.evaluator.evaluate())
             metrics.update(self.noise_metrics())
@@ -341,6 +345,8 @@ class Trainer:
                 save_checkpoint(ckpt_dir, self.state_dict(epoch))
                 report(metrics, ckpt_dir)
             history.append(metrics)
+            if stop_after is not None and stop_after(metrics):
+                break
         if history and history[-1]["epoch"] == epochs and (note := self.method.final_note()):
             log(note)
         return history

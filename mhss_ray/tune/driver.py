@@ -106,13 +106,17 @@ def train_point(spec: StudySpec, point: dict, trial_id: str, session, stop=None)
             if local_storage is not None:  # stop before a full disk cuts the study's own state files short
                 check_storage_room(local_storage, os.path.getsize(os.path.join(checkpoint_dir, CHECKPOINT_FILE)))
             write_reported(checkpoint_dir, history)
-            if prefix and metrics["epoch"] in plan.forks:
+            if prefix and forks_here(metrics["epoch"]):
                 save_fork(study_path(spec), metrics["epoch"], checkpoint_dir, fork_identity(spec))
         session.report(row, checkpoint=session.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
+    def forks_here(epoch: int) -> bool:  # the prefix run: a fork after this epoch (at the onset: the method says when)
+        return plan.fork_here(epoch, getattr(trainer.method, "onset", None), cfg.schedule.epochs)
+
     if forks:
         fork_warmup(trainer, spec, report, log, trial_id)
-    trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop, until=plan.epochs if prefix else None)
+    stop_after = (lambda metrics: forks_here(metrics["epoch"])) if prefix and plan.at_onset else None
+    trainer.run(report, log=log, scratch=_scratch(trial_id), stop=stop, until=plan.epochs if prefix else None, stop_after=stop_after)
 
 
 def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
@@ -123,7 +127,8 @@ def fork_warmup(trainer, spec: StudySpec, report, log, trial_id: str) -> None:
     from ..registry import METHODS
     from ..train.checkpoint import load_checkpoint, save_checkpoint
 
-    epoch = METHODS.get(trainer.cfg.method.name).warmup_epochs(trainer.cfg)
+    plan = spec.warmup_plan
+    epoch = plan.forks[0] if plan.at_onset else METHODS.get(trainer.cfg.method.name).warmup_epochs(trainer.cfg)
     folder = _scratch(trial_id)
     shutil.rmtree(folder, ignore_errors=True)  # what a killed run left
     load_fork(study_path(spec), epoch, folder, fork_identity(spec))  # refused when damaged or foreign

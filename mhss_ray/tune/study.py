@@ -22,7 +22,7 @@ from .nodes import check_nodes_hold_inputs
 from .prebuild import check_cache_here, prebuild_decode_cache
 from .resume_repair import check_resumable, repair_before_resume
 from .space import BASELINE_KEY, StudySpec
-from .warmup_share import FOLDER as PREFIX_FOLDER, DAMAGED, discard_forks, fork_identity, fork_problem, fork_uri
+from .warmup_share import FOLDER as PREFIX_FOLDER, DAMAGED, discard_forks, fork_epochs, fork_identity, fork_problem, fork_uri
 
 
 def _trainable(spec: StudySpec):
@@ -139,8 +139,13 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
     plan = spec.warmup_plan
     study = study_path(spec)
     identity = fork_identity(spec)
-    problems = {e: fork_problem(study, e, identity) for e in plan.forks}
-    if all(p is None for p in problems.values()):
+    # at the onset the fork's epoch is the prefix's to find: the one it kept, if it finished (more: not this plan's)
+    expected = fork_epochs(study) if plan.at_onset else plan.forks
+    problems = {e: fork_problem(study, e, identity) for e in expected}
+    if plan.at_onset and len(expected) > 1:
+        problems = {e: "more than one fork at the onset" for e in expected}
+    if expected and all(p is None for p in problems.values()):
+        _settle_onset(spec, expected)
         return None
     damaged = {e: p for e, p in problems.items() if p not in (None, "missing")}
     for epoch, problem in damaged.items():
@@ -151,7 +156,8 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
         # killed before Tune recorded the prefix's trial (only tuner.pkl written): a restore would start a trial
         # without the prefix's point, which then looks for forks that do not exist; start the prefix afresh
         discard_forks(study, [])
-    print(f"shared warm-up: training epochs 1-{plan.epochs} once for the {plan.trials} searched trials", flush=True)
+    until = f"until its onset (at most {plan.epochs} epochs)" if plan.at_onset else f"epochs 1-{plan.epochs}"
+    print(f"shared warm-up: training {until} once for the {plan.trials} searched trials", flush=True)
     if holds_study(prefix_path(spec)):
         tuner = tune.Tuner.restore(prefix_path(spec), trainable=_trainable(spec), resume_errored=True)
     else:
@@ -168,15 +174,27 @@ def run_warmup_prefix(spec: StudySpec, hint: "_ResumeHint"):
             ),
         )
     results = _fit_or_storage_full(tuner, spec)
-    missing = [e for e in plan.forks if fork_problem(study, e, identity) is not None]
+    kept = fork_epochs(study) if plan.at_onset else plan.forks
+    missing = [e for e in kept if fork_problem(study, e, identity) is not None] or ([] if kept else ["its onset"])
     if missing and hint.interrupted:
         return results  # Ctrl-C: mhss-tune --resume finishes it
     if missing:
         error = next((r.error for r in results if r.error), None)
         why = f": {str(error).strip().splitlines()[-1][:200]}" if error else ""
-        raise UserError(f"{prefix_path(spec)}: the shared warm-up did not finish (no checkpoint after epoch {missing[0]}){why}")
-    print(f"shared warm-up: done; the trials start from its checkpoints after epoch {', '.join(map(str, plan.forks))}", flush=True)
+        after = "at its onset" if plan.at_onset else f"after epoch {missing[0]}"
+        raise UserError(f"{prefix_path(spec)}: the shared warm-up did not finish (no checkpoint {after}){why}")
+    _settle_onset(spec, kept)
+    onset = " (its onset)" if plan.at_onset else ""
+    print(f"shared warm-up: done; the trials start from its checkpoints after epoch {', '.join(map(str, kept))}{onset}", flush=True)
     return None
+
+
+def _settle_onset(spec: StudySpec, kept) -> None:
+    """At the onset: the plan takes the epoch of the fork the prefix kept, and the study's record its length
+    (the analysis counts the prefix's epochs once)."""
+    if spec.warmup_plan.at_onset:
+        spec.warmup_plan = spec.warmup_plan.with_fork(kept[0])
+        write_study_info(spec, study_path(spec))
 
 
 def restore_tuner(spec: StudySpec):
@@ -303,7 +321,7 @@ def check_storage_room(spec: StudySpec) -> None:
 
     folder, one = found
     running = min(spec.num_trials, spec.tune.max_concurrent_trials or spec.num_trials)
-    forks = len(spec.warmup_plan.forks) + 1 if spec.warmup_plan is not None else 0  # the shared warm-up's forks and its own
+    forks = max(len(spec.warmup_plan.forks), 1) + 1 if spec.warmup_plan is not None else 0  # the shared warm-up's forks and its own
     what = f"a checkpoint per trial ({spec.num_trials}, about {one / 1e6:.0f} MB each)" + (
         f" and {forks} for the shared warm-up" if forks else ""
     )

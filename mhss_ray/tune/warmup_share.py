@@ -10,6 +10,12 @@ before it (ASHA, the curves and the analysis see every epoch), and trains on. Th
 their own. A forked trial's metrics equal those of the same trial run alone, bit for bit on CPU
 (tests/tune/test_warmup_share.py).
 
+With `method.onset: plateau` a trial's warm-up ends at its onset, which no one knows before training: the
+prefix run trains until its own onset (or the schedule's end, when none comes) and keeps one fork there,
+after the last epoch that did not select. The keys that act after the warm-up cannot move the onset (it is
+read from the held-out images of a network that has not yet selected), so every searched trial's onset is
+the prefix's, and the study hands the fork's epoch to its trials once the prefix is done (`with_fork`).
+
 The forks live beside the study's own files (a local folder or a bucket, through pyarrow's
 filesystems); each is complete once its `done.json` is written, so a prefix killed while saving one is
 trained again from its last Tune checkpoint by `mhss-tune --resume`. `done.json` records what the fork
@@ -20,6 +26,7 @@ trial starts from a fork only when all of them match, and a damaged or foreign f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,15 +49,33 @@ class WarmupPlan:
     forks: tuple[int, ...]  # the epochs after which a fork checkpoint is kept: every warm-up a trial can have
     trials: int  # the searched trials that start from a fork
     searched_warmup: bool  # method.warmup is searched: the prefix runs with the longest
+    at_onset: bool = False  # method.onset: plateau: one fork, at the prefix's onset (forks is empty until it is known)
 
     def point(self) -> dict:
         return {PREFIX_KEY: True, **({"method.warmup": self.epochs} if self.searched_warmup else {})}
+
+    def with_fork(self, epoch: int) -> "WarmupPlan":
+        """The plan once the prefix found its onset after `epoch`: the prefix's length and the trials' one fork."""
+        return dataclasses.replace(self, epochs=epoch, forks=(epoch,))
+
+    def fork_here(self, epoch: int, onset: int | None, last: int) -> bool:
+        """Whether the prefix keeps a fork after `epoch` (1-based). At the onset: the last epoch before the method
+        selects (`onset`: the method's first selecting epoch, 0-based), or the schedule's `last` if none came."""
+        if not self.at_onset:
+            return epoch in self.forks
+        return onset == epoch or (onset is None and epoch == last)
 
     def saved(self) -> tuple[int, int]:
         """The trial-epochs it saves, at the least and at the most (every trial at the shortest or longest warm-up)."""
         return self.trials * self.forks[0] - self.epochs, self.trials * self.forks[-1] - self.epochs
 
     def describe(self) -> str:
+        if self.at_onset and not self.forks:
+            return (
+                f"shared warm-up: one prefix run trains until its onset (method.onset: plateau; at most {self.epochs} epochs) once "
+                f"and keeps a checkpoint there; the {self.trials} searched trials start from it (the keys they search act only "
+                "after the onset; the baseline arms train their own)"
+            )
         low, high = self.saved()
         forks = f"epoch {self.forks[0]}" if len(self.forks) == 1 else f"epochs {', '.join(map(str, self.forks[:-1]))} and {self.forks[-1]}"
         saved = f"{low}" if low == high else f"{low}-{high}"
@@ -68,14 +93,14 @@ def plan_warmup(share: str, base: dict, base_cfg: RunConfig, dims: list[Dimensio
     spec = METHODS.get(base_cfg.method.name)
     if spec.warmup_epochs is None or not spec.after_warmup_keys:
         return None, f"shared warm-up: none ({base_cfg.method.name} has no warm-up that trials share)"
-    if getattr(base_cfg.method, "onset", "clock") == "plateau":
-        return None, "shared warm-up: none (method.onset: plateau finds each trial's onset while it trains)"
     after = {f"method.{k}" for k in spec.after_warmup_keys}
     acting = sorted({d.key.split("[")[0] for d in dims} - after)
     if acting:
         return None, f"shared warm-up: none ({', '.join(acting)} change{'s' if len(acting) == 1 else ''} the warm-up itself)"
     if trials < 2:
         return None, "shared warm-up: none (fewer than 2 searched trials)"
+    if getattr(base_cfg.method, "onset", "clock") == "plateau":  # method.warmup cannot be searched with it (config checks)
+        return WarmupPlan(base_cfg.schedule.epochs, (), trials, False, at_onset=True), ""
     warmup_dim = next((d for d in dims if d.key == "method.warmup"), None)
     if warmup_dim is None:
         forks = {spec.warmup_epochs(base_cfg)}
@@ -97,6 +122,16 @@ def plan_warmup(share: str, base: dict, base_cfg: RunConfig, dims: list[Dimensio
 
 def fork_uri(study: str, epoch: int) -> str:
     return f"{study.rstrip('/')}/{FOLDER}/forks/epoch_{epoch}"
+
+
+def fork_epochs(study: str) -> list[int]:
+    """The epochs after which a finished fork (its record written) is in the study, sound or not."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{study.rstrip('/')}/{FOLDER}/forks")
+    found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    epochs = [int(i.base_name.removeprefix("epoch_")) for i in found if i.base_name.startswith("epoch_") and i.base_name[6:].isdigit()]
+    return sorted(e for e in epochs if fork_ready(study, e))
 
 
 def fork_ready(study: str, epoch: int) -> bool:

@@ -63,43 +63,91 @@ def study(tmp_path, name: str, *sets: str):
     return storage / name, cmd, env
 
 
-def by_point(folder) -> dict:
-    """(alpha, theta, warm-up) -> the trial's rows without the keys that are not training results."""
-    out = {}
-    for rows in result_rows(folder).values():
-        c = rows[0]["config"]
-        if c.get(FOLDER):
-            continue  # the prefix run itself (searched trials only)
-        key = (c["method.alpha"], c["method.theta"], c["method.warmup"])
-        out[key] = [{k: v for k, v in r.items() if k not in NOT_COMPARED} for r in rows]
-    return out
+def test_forked_trials_equal_the_same_trials_trained_alone_bit_for_bit(tmp_path, capsys):
+    from mhss_ray.cli import tune_main
+    from mhss_ray.train.loop import Trainer
+    from mhss_ray.tune.space import load_space
 
-
-def test_forked_trials_equal_the_same_trials_run_alone_bit_for_bit(tmp_path):
     shared, cmd, env = study(tmp_path, "shared")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    alone, cmd_off, env = study(tmp_path, "alone", "tune.share_warmup=off")
-    done_off = subprocess.run(cmd_off, env=env, capture_output=True, text=True, timeout=900)
-    assert done_off.returncode == 0, done_off.stdout[-3000:] + done_off.stderr[-3000:]
-
-    assert "shared warm-up: done" in done.stdout and "shared warm-up" not in done_off.stdout.replace("shared warm-up: off", "")
-    assert "starting from the shared warm-up after epoch" in done.stdout + done.stderr
+    assert "shared warm-up: done" in done.stdout and "starting from the shared warm-up after epoch" in done.stdout + done.stderr
     forks = sorted(p.parent.name for p in (shared / FOLDER / "forks").glob(f"*/{DONE_FILE}"))
     assert forks == ["epoch_2", "epoch_3"]
-    rows, rows_off = by_point(shared), by_point(alone)
-    assert len(rows) == 3 and rows.keys() == rows_off.keys()  # the same sampled points in both studies
-    for point in rows:
-        assert [r["epoch"] for r in rows[point]] == [1, 2, 3, 4]  # every epoch, the warm-up's copied from the prefix
-        assert rows[point] == rows_off[point], point  # bit for bit: every loss, mAP and label figure
+    spec = load_space(tmp_path / "shared.yaml")
     forked = [t for t in result_rows(shared).values() if not t[0]["config"].get(FOLDER)]  # not the prefix run itself
     assert len(forked) == 3
-    for trial in forked:  # the rows a forked trial took from the prefix are marked, its own are not
+    for trial in forked:
         warmup = trial[0]["config"]["method.warmup"]
-        assert [bool(r.get("shared_warmup")) for r in trial] == [r["epoch"] <= warmup for r in trial]
+        assert [r["epoch"] for r in trial] == [1, 2, 3, 4]  # every epoch, the warm-up's copied from the prefix
+        assert [bool(r.get("shared_warmup")) for r in trial] == [r["epoch"] <= warmup for r in trial]  # those marked
+        # bit for bit as the same point trained alone (mhss-train's Trainer): every loss, mAP and label figure
+        point = {k: trial[0]["config"][k] for k in ("method.alpha", "method.theta", "method.warmup")}
+        for row, own in zip(trial, trained_alone(Trainer(spec.trial_config(point))), strict=True):
+            assert as_json(row, own) == as_json(own, own), (point, own["epoch"])
     warmups = sum(trial[0]["config"]["method.warmup"] for trial in forked)
     budget = epoch_budget(load_study(str(shared)), shared.name)  # the analysis counts the prefix's 3 epochs once
     assert (budget["epochs_run"], budget["epochs_trained"]) == (12, 12 - warmups + 3), budget
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:  # off: every trial trains its own warm-up, as --dry-run says first
+        tune_main(["--space", str(tmp_path / "shared.yaml"), "--dry-run", "--set", "tune.share_warmup=off"])
+    assert ended.value.code == 0 and "shared warm-up: off (tune.share_warmup)" in capsys.readouterr().out
+
+
+def test_at_the_onset_trials_fork_where_the_prefix_found_it_and_equal_the_same_trials_trained_alone(tmp_path):
+    """method.onset: plateau: no one knows the onset before training, so the prefix trains until its own and
+    keeps one fork there; every trial starts from it (the searched keys act only after the onset), and its
+    rows equal those of the same point trained alone in-process (mhss-train's Trainer), bit for bit on CPU."""
+    from mhss_ray.train.loop import Trainer
+    from mhss_ray.tune.space import load_space
+
+    data = json.loads(json.dumps(SPACE))
+    del data["search"]["method.warmup"]  # a fixed warm-up and the onset rule exclude each other
+    data["method"].update(onset="plateau", onset_patience=1)
+    # 256 images at lr 0.01: the tiny network learns enough by epoch 3 for its held-out mAP to stall at 4 (128 at
+    # 0.001 never leave chance in 8 epochs, and the onset never comes)
+    data["data"]["n_train"], data["optim"], data["schedule"]["epochs"] = 256, {"lr": 0.01}, 8
+    data["tune"]["num_samples"] = 2
+    space = tmp_path / "onset.yaml"
+    space.write_text(yaml.safe_dump(data))
+    storage = tmp_path / "studies"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-c", "from mhss_ray.cli import tune_main; tune_main()", "--space", str(space), "--storage", str(storage)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = storage / "onset"
+    forks = [int(p.parent.name.removeprefix("epoch_")) for p in (folder / FOLDER / "forks").glob(f"*/{DONE_FILE}")]
+    assert "shared warm-up: training until its onset (at most 8 epochs)" in done.stdout
+    assert len(forks) == 1 and f"after epoch {forks[0]} (its onset)" in done.stdout, done.stdout[-3000:]
+    onset = forks[0]
+    prefix = next(iter(result_rows(folder / FOLDER).values()))
+    assert [r["epoch"] for r in prefix] == list(range(1, onset + 1)) and prefix[-1].get("onset") == onset  # it stopped there
+    assert onset < 8, "the tiny network should reach its onset within 8 epochs, or the forks test nothing"
+
+    spec = load_space(space)
+    trials = [rows for rows in result_rows(folder).values() if not rows[0]["config"].get(FOLDER)]
+    assert len(trials) == 2
+    for rows in trials:
+        assert [r["epoch"] for r in rows] == list(range(1, 9))
+        assert [bool(r.get("shared_warmup")) for r in rows] == [r["epoch"] <= onset for r in rows]
+        point = {k: rows[0]["config"][k] for k in ("method.alpha", "method.theta")}
+        for forked, own in zip(rows, trained_alone(Trainer(spec.trial_config(point))), strict=True):
+            assert as_json(forked, own) == as_json(own, own), (point, own["epoch"])
+    budget = epoch_budget(load_study(str(folder)), folder.name)  # the prefix's epochs counted once
+    assert (budget["epochs_run"], budget["epochs_trained"]) == (16, 16 - 2 * onset + onset), budget
+
+
+def trained_alone(trainer) -> list[dict]:
+    rows: list[dict] = []
+    trainer.run(lambda metrics, _: rows.append(metrics), log=lambda line: None)
+    return rows
+
+
+def as_json(row: dict, keys: dict) -> str:
+    """The training results of `row` among `keys`, as JSON writes them (NaN equals NaN; a float32 its float)."""
+    return json.dumps({k: float(row[k]) if isinstance(row[k], float) or hasattr(row[k], "dtype") else row[k]
+                       for k in sorted(keys) if k not in NOT_COMPARED})  # fmt: skip
 
 
 def test_a_study_killed_in_its_shared_warm_up_finishes_with_resume(tmp_path):
