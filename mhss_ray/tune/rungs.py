@@ -33,7 +33,7 @@ def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[i
 def longest_warmup(base: dict, base_cfg: RunConfig, dims: list[Dimension]) -> int:
     """The longest warm-up any trial of the space can have (0 for a method without one)."""
     spec = METHODS.get(base_cfg.method.name)
-    if spec.warmup_epochs is None:
+    if spec.warmup_epochs is None or at_onset(base_cfg):
         return 0
     varying = [d for d in dims if d.key in WARMUP_LENGTH_KEYS]
     longest = spec.warmup_epochs(base_cfg)
@@ -46,6 +46,12 @@ def longest_warmup(base: dict, base_cfg: RunConfig, dims: list[Dimension]) -> in
         except UserError:  # a combination the run checks refuse (warm-up below q...): said by those checks, not here
             continue
     return longest
+
+
+def at_onset(base_cfg: RunConfig) -> bool:
+    """The warm-up ends at the onset, found while training (method.onset: plateau): no rung can be checked
+    against it beforehand; a shared warm-up moves ASHA's first cut after it once known (study.asha_grace)."""
+    return getattr(base_cfg.method, "onset", "clock") == "plateau"
 
 
 def keys_acting_in_warmup(base_cfg: RunConfig, dims: list[Dimension]) -> list[str]:

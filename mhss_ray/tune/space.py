@@ -43,7 +43,7 @@ from ..errors import UserError
 from ..outputs import check_writable
 from ..registry import METHODS, call_entry
 from .distributions import Dimension, parse_dimension
-from .rungs import asha_rungs, check_rungs, keys_acting_in_warmup, longest_warmup
+from .rungs import asha_rungs, at_onset, check_rungs, keys_acting_in_warmup, longest_warmup
 from .warmup_share import PREFIX_KEY, WarmupPlan, plan_warmup
 from .schema import TuneSection, check_name, check_tune
 
@@ -205,6 +205,8 @@ class StudySpec:
                 f"the longest warm-up ends at epoch {warmup}"
                 + (f"; {', '.join(acting)} act{'s' if len(acting) == 1 else ''} during it" if acting and s.grace_period <= warmup else "")
                 if warmup
+                else "the warm-up ends at the onset, found while training; a shared warm-up's first cut waits for it"
+                if at_onset(cfg)
                 else f"{cfg.method.name} has no warm-up"
             )
             lines.append(f"ASHA compares trials at epochs {rungs} ({after})")

@@ -53,7 +53,7 @@ def build_tuner(spec: StudySpec):
         s = t.scheduler
         asha = ArmsRunToEnd if t.baselines else ASHAScheduler
         scheduler = asha(
-            time_attr="epoch", max_t=spec.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets
+            time_attr="epoch", max_t=spec.max_t, grace_period=asha_grace(spec), reduction_factor=s.reduction_factor, brackets=s.brackets
         )
     else:
         scheduler = FIFOScheduler()
@@ -94,6 +94,17 @@ def build_tuner(spec: StudySpec):
             verbose=1,  # the live table only; each trial prints its own epoch lines
         ),
     )
+
+
+def asha_grace(spec: StudySpec) -> int:
+    """ASHA's first cut: the space's grace period, or the epoch after the shared onset when that comes later.
+    Until their onset the trials of a study at the onset report the same rows (the prefix's), and a cut among
+    them would be a coin toss; the onset is known once the prefix has run, before the Tuner is built."""
+    grace, plan = spec.tune.scheduler.grace_period, spec.warmup_plan
+    if plan is not None and plan.at_onset and plan.forks and plan.forks[0] >= grace:
+        grace = min(plan.forks[0] + 1, spec.max_t)
+        print(f"ASHA: the first cut comes at epoch {grace}, after the shared onset (tune.scheduler.grace_period is earlier)", flush=True)
+    return grace
 
 
 def user_error_line(error) -> str | None:

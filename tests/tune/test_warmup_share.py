@@ -264,3 +264,24 @@ def test_a_ray_train_study_forked_from_a_ray_train_prefix_resumes_from_its_check
         # the rows each trial copied from the prefix are the prefix's own (every warm-up lasts 2 epochs or more)
         assert [r["val_mAP"] for r in trial[:2]] == [r["val_mAP"] for r in prefix[:2]]
     assert checkpoints_outside(folder) == [] and list(folder.glob("train-*/checkpoint_*"))
+
+
+def test_asha_cuts_after_the_shared_onset(tmp_path):
+    """Before the shared onset every trial reports the prefix's rows: ASHA's first cut waits for the epoch after it."""
+    from mhss_ray.tune.space import load_space
+    from mhss_ray.tune.study import asha_grace
+
+    data = json.loads(json.dumps(SPACE))
+    del data["search"]["method.warmup"]
+    data["method"].update(onset="plateau")
+    data["schedule"]["epochs"] = 8
+    data["tune"]["scheduler"] = {"name": "asha", "grace_period": 2, "reduction_factor": 2}
+    space = tmp_path / "asha.yaml"
+    space.write_text(yaml.safe_dump(data))
+    spec = load_space(space, plan_only=True)
+    assert spec.warmup_plan.at_onset and spec.warmup_plan.forks == ()
+    assert asha_grace(spec) == 2  # the onset not known yet: the space's own
+    onset = spec.warmup_plan
+    for fork, grace in ((1, 2), (2, 3), (5, 6), (8, 8)):
+        spec.warmup_plan = onset.with_fork(fork)
+        assert asha_grace(spec) == grace, fork
